@@ -1,0 +1,1 @@
+"""Qt-free core of the workstation. Nothing in this package may import Qt."""

@@ -1,0 +1,1 @@
+"""Hypnogram import and export in the formats sleep labs use."""

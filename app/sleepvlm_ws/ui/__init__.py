@@ -1,0 +1,1 @@
+"""Qt presentation layer: shows core state and forwards user actions to the core."""
