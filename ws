@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# SleepVLM Workstation: one entry point for set-up, the demo and the tests.
+#   ./ws demo    set up (first run only) and open the workstation on the bundled demo study
+#   ./ws test    set up (first run only) and run the test suite
+# Anything after the command is passed on (./ws demo --scorer alice, ./ws test -k audit).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${SLEEPVLM_WS_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+# Debian packages Qt needs: the offscreen platform (tests) and the X11 platform (a real desktop).
+QT_DEBS_OFFSCREEN="libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0"
+QT_DEBS_DESKTOP="libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1"
+
+need_debs() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "ws: installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "ws: please install these system packages first: ${missing[*]}" >&2
+  fi
+}
+
+setup() {  # $1: pip extras ("" or "test")
+  local extras="$1" stamp
+  if command -v dpkg >/dev/null; then
+    need_debs $QT_DEBS_OFFSCREEN
+    [ "$extras" = "test" ] || need_debs $QT_DEBS_DESKTOP
+  fi
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  stamp="$VENV/.ws-installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"
+  if [ ! -f "$stamp" ]; then
+    echo "ws: installing the workstation into $VENV (first run only)" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 \
+      | grep -v "^WARNING: Location" >&2 || true
+    "$VENV/bin/python" -c "import sleepvlm_ws" || { echo "ws: installation failed" >&2; exit 1; }
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  demo)
+    setup ""
+    if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${QT_QPA_PLATFORM:-}" ]; then
+      echo "ws: no display found: running offscreen, saving a screenshot and closing after load" >&2
+      export QT_QPA_PLATFORM=offscreen
+      exec "$VENV/bin/sleepvlm-ws" demo --screenshot demo-screenshot.png --exit-after 3 "$@"
+    fi
+    exec "$VENV/bin/sleepvlm-ws" demo "$@"
+    ;;
+  test)
+    setup "test"
+    export QT_QPA_PLATFORM=offscreen
+    exec "$VENV/bin/python" -m pytest -q "$@"
+    ;;
+  *)
+    sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
