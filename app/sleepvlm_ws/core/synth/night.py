@@ -179,8 +179,9 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
         x += subject.impedance_noise_uv * rng.standard_normal(n).astype(np.float32)
         x += subject.mains_uv * mains
         x += (8.0 if name == "CHIN" else 3.0) * ecg
-        drift = wf.signal.sosfilt(drift_sos, rng.standard_normal(n)).astype(np.float32)
-        x += 25.0 * drift / (drift.std() + 1e-9)
+        if name != "CHIN":  # sweat / slow electrode drift on the scalp and eye leads
+            drift = wf.signal.sosfilt(drift_sos, rng.standard_normal(n)).astype(np.float32)
+            x += 25.0 * drift / (drift.std() + 1e-9)
         for _ in range(rng.poisson(0.5 * len(stages) / 120)):   # ~0.5 pops per hour per lead
             wf.add_at(x, int(rng.uniform(0, n)), wf.electrode_pop(fs, rng.uniform(100, 300)))
     events.sort()
