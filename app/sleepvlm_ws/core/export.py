@@ -10,7 +10,8 @@ from .hypnogram import Hypnogram
 from .study import Study
 
 # Study metadata that identifies the patient or the recording: left out when de-identifying.
-IDENTIFYING_META = ("recording_path", "recording_fingerprint", "start", "patient", "birthdate")
+IDENTIFYING_META = ("recording_path", "recording_fingerprint", "recording_start", "start", "patient",
+                    "birthdate", "file", "path")
 
 
 def study_hypnogram(study: Study) -> Hypnogram:
@@ -32,7 +33,7 @@ def export_study(study: Study, fmt: str, out: str | Path, *, scorer: str,
         meta = {k: v for k, v in meta.items() if k not in IDENTIFYING_META}
         hyp.start = None
         for event in audit:  # file paths in audit payloads can carry patient names
-            event["payload"] = {k: v for k, v in event["payload"].items() if k not in ("file", "path")}
+            event["payload"] = {k: v for k, v in event["payload"].items() if k not in IDENTIFYING_META}
     path = export_hypnogram(hyp, fmt, out, decisions=decisions, audit=audit, meta=meta)
     study.record_event("export", {"format": fmt, "file": str(Path(path).resolve()),
                                   "deidentified": deidentify}, actor=scorer)
