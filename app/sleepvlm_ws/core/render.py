@@ -1,0 +1,227 @@
+"""The SleepVLM epoch image: one 30-s epoch drawn as the model saw it in training.
+
+``render_epoch(window)`` is a pure function from raw microvolt samples around one epoch to
+a 448 x 224 RGB image (uint8). It reproduces the authors' matplotlib figure (see
+shared/spec/sleepvlm-compat.md) without matplotlib or Qt:
+
+- six bands, top to bottom F4-M1, C4-M1, O2-M1, LOC, ROC, chin; -50..+50 uV (chin -40..+40 uV)
+  spans one band height; traces are never clipped at the band, only at the image border;
+- traces 0.6 pt wide, antialiased, drawn in role order; then the #404040 grid on top
+  (1-s lines 0.5 pt alpha 0.6, 5-s lines 0.8 pt alpha 0.8, band separators 0.8 pt alpha 0.8),
+  pixel-snapped as matplotlib's Agg backend snaps straight lines.
+
+Traces are rasterised by ``raster.polyline_coverage`` (area coverage, as Agg computes it,
+approximated in numpy) and composited source-over in role order; the constant grid is one
+precomputed multiply-add. ``tests/test_render.py`` holds the result against a matplotlib
+rendering of the same samples (SSIM about 0.99).
+
+The caller reads each role's derivation over ``epoch_window_span(...)`` and builds an
+``EpochWindow``; ``render_png`` gives the bytes for the model request. Any change that alters
+pixels must bump ``RENDERER_VERSION``: cached images and AI answers are keyed on it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from .conditioning import BANDS_HZ, EPOCH_SAMPLES, PAD_S, condition, filter_signal, resample_linear
+from .montage import EMG_ROLES, EOG_ROLES, ROLES
+from .raster import polyline_coverage
+from .stages import EPOCH_SECONDS
+
+RENDERER_VERSION = "svlm-render-1"
+
+IMAGE_WIDTH = 448
+IMAGE_HEIGHT = 224
+DPI = 100.0
+ROLE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "F4-M1": (0xFF, 0xFF, 0x00),
+    "C4-M1": (0x00, 0xFF, 0x00),
+    "O2-M1": (0xFF, 0x00, 0x00),
+    "LOC": (0x00, 0xFF, 0xFF),
+    "ROC": (0xFF, 0x00, 0xFF),
+    "CHIN": (0x00, 0x00, 0xFF),
+}
+ROLE_RANGE_UV = {role: (80.0 if role in EMG_ROLES else 100.0) for role in ROLES}  # one band height
+TRACE_WIDTH_PT = 0.6
+GRID_GREY = 0x40
+MINOR_GRID = (0.5, 0.6)      # (width pt, alpha): every second
+MAJOR_GRID = (0.8, 0.8)      # every 5 s, and the band separators
+
+__all__ = [
+    "RENDERER_VERSION", "PAD_S", "IMAGE_WIDTH", "IMAGE_HEIGHT", "ROLE_COLOURS", "ROLE_RANGE_UV",
+    "EpochWindow", "WindowSpan", "epoch_window_span", "role_kind",
+    "condition", "condition_epoch", "draw_epoch", "render_epoch", "render_png",
+]
+
+
+def role_kind(role: str) -> str:
+    """"emg" for the chin, "eog" for LOC/ROC, "eeg" for the rest."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    return "emg" if role in EMG_ROLES else "eog" if role in EOG_ROLES else "eeg"
+
+
+@dataclass(frozen=True, eq=False)     # holds arrays: compared and hashed by identity
+class EpochWindow:
+    """Raw samples around one epoch.
+
+    ``signals``: role -> (microvolt samples, sampling rate in Hz), or None / absent for a
+    missing role (drawn as an empty band). Each array starts ``pad_before_s`` seconds before
+    the epoch (default ``pad_s``) and runs to ``pad_after_s`` seconds after its end (default
+    ``pad_s``); near the start or end of a recording the context is shorter on that side.
+    Samples that are NaN (gaps) are drawn as no trace. The arrays are never modified.
+    """
+
+    signals: Mapping[str, tuple[np.ndarray, float] | None]
+    pad_s: float
+    pad_before_s: float | None = None
+    pad_after_s: float | None = None
+
+    @property
+    def before_s(self) -> float:
+        """Seconds from each array's first sample to the epoch start."""
+        return float(self.pad_s if self.pad_before_s is None else self.pad_before_s)
+
+    @property
+    def after_s(self) -> float:
+        """Seconds of context after the epoch end."""
+        return float(self.pad_s if self.pad_after_s is None else self.pad_after_s)
+
+
+class WindowSpan(NamedTuple):
+    start_s: float        # where to start reading, seconds on the recording timeline
+    stop_s: float         # where to stop reading
+    pad_before_s: float   # context actually available before the epoch
+    pad_after_s: float    # context actually available after the epoch
+
+
+def epoch_window_span(epoch: int, duration_s: float, pad_s: float = PAD_S) -> WindowSpan:
+    """The stretch of recording to read for ``epoch``: the epoch plus up to ``pad_s`` seconds
+    each side, cut at the start (0) and end (``duration_s``) of the recording."""
+    epoch_start = epoch * EPOCH_SECONDS
+    epoch_end = epoch_start + EPOCH_SECONDS
+    start = max(0.0, epoch_start - pad_s)
+    stop = max(epoch_start, min(float(duration_s), epoch_end + pad_s))
+    return WindowSpan(start, stop, epoch_start - start, max(0.0, stop - epoch_end))
+
+
+def condition_epoch(window: EpochWindow) -> dict[str, np.ndarray | None]:
+    """Role -> the epoch's 3000 conditioned samples at 100 Hz (NaN in gaps), or None if missing."""
+    unknown = sorted(set(window.signals) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(map(repr, unknown))}; expected {', '.join(ROLES)}")
+    # roles sharing a filter, rate and length are filtered together (EEG and EOG share a band)
+    groups: dict[tuple, list[str]] = {}
+    for role in ROLES:
+        entry = window.signals.get(role)
+        if entry is None:
+            continue
+        samples, fs = entry
+        samples = np.asarray(samples)
+        if samples.ndim != 1:
+            raise ValueError(f"{role}: expected 1-D samples, got shape {samples.shape}")
+        key = (float(fs), BANDS_HZ[role_kind(role)], samples.size)
+        groups.setdefault(key, []).append(role)
+    traces: dict[str, np.ndarray | None] = {role: None for role in ROLES}
+    for (fs, _band, _size), roles in groups.items():
+        block = np.vstack([window.signals[role][0] for role in roles])
+        filtered = filter_signal(block, fs, role_kind(roles[0]))
+        for role, row in zip(roles, filtered):
+            traces[role] = resample_linear(row, fs, window.before_s, EPOCH_SAMPLES)
+    return traces
+
+
+# ----------------------------------------------------------------------------- drawing
+
+_PT_TO_PX = DPI / 72.0
+_TRACE_PX = TRACE_WIDTH_PT * _PT_TO_PX
+# x of sample i is 30 * i / 2999 s, as matplotlib's np.linspace(0, 30, 3000) put it
+_SAMPLE_DX = IMAGE_WIDTH / (EPOCH_SAMPLES - 1)
+
+
+def _band_y(role_index: int, trace_uv: np.ndarray, range_uv: float) -> np.ndarray:
+    """Image row coordinate (0 = top edge, 224 = bottom edge) of each sample."""
+    band = 1.0 / len(ROLES)
+    y_axes = (len(ROLES) - role_index - 0.5) * band + trace_uv / range_uv * band
+    return (1.0 - y_axes) * IMAGE_HEIGHT
+
+
+def _box_coverage(centre: float, width: float, size: int) -> np.ndarray:
+    """Fraction of each unit pixel 0..size-1 covered by [centre - width/2, centre + width/2]."""
+    edges = np.arange(size, dtype=np.float64)
+    return np.clip(np.minimum(edges + 1, centre + width / 2) - np.maximum(edges, centre - width / 2), 0.0, 1.0)
+
+
+def _grid_overlay() -> tuple[np.ndarray, np.ndarray]:
+    """(keep, add) planes: the grid composited over an image plane is ``plane * keep + add``.
+
+    Agg snaps straight lines: a line's centre moves to the middle of pixel floor(c + 0.5)."""
+    vertical = np.zeros(IMAGE_WIDTH)
+    for second in range(1, int(EPOCH_SECONDS)):
+        width_pt, alpha = MAJOR_GRID if second % 5 == 0 else MINOR_GRID
+        centre = np.floor(second / EPOCH_SECONDS * IMAGE_WIDTH + 0.5) + 0.5
+        vertical += alpha * _box_coverage(centre, width_pt * _PT_TO_PX, IMAGE_WIDTH)
+    horizontal = np.zeros(IMAGE_HEIGHT)
+    for k in range(1, len(ROLES)):
+        width_pt, alpha = MAJOR_GRID
+        centre = np.floor(k / len(ROLES) * IMAGE_HEIGHT + 0.5) + 0.5
+        horizontal += alpha * _box_coverage(centre, width_pt * _PT_TO_PX, IMAGE_HEIGHT)
+    # vertical lines first, then the separators over them (source-over, in that order)
+    keep = (1 - vertical)[None, :] * (1 - horizontal)[:, None]
+    add = GRID_GREY * (vertical[None, :] * (1 - horizontal)[:, None] + horizontal[:, None])
+    return keep.astype(np.float32), add.astype(np.float32)
+
+
+_GRID_KEEP, _GRID_ADD = _grid_overlay()
+
+
+def draw_epoch(traces: Mapping[str, np.ndarray | None]) -> np.ndarray:
+    """Draw already-conditioned epochs (role -> 3000 samples at 100 Hz, microvolts, NaN = no
+    trace; None or absent = empty band) into the (224, 448, 3) uint8 SleepVLM image."""
+    drawn: list[str] = []
+    rows = []
+    for k, role in enumerate(ROLES):
+        trace = traces.get(role)
+        if trace is None:
+            continue
+        trace = np.asarray(trace, dtype=np.float64)
+        if trace.shape != (EPOCH_SAMPLES,):
+            raise ValueError(f"{role}: expected {EPOCH_SAMPLES} samples at 100 Hz, got shape {trace.shape}")
+        rows.append(_band_y(k, trace, ROLE_RANGE_UV[role]))
+        drawn.append(role)
+    planes = np.zeros((3, IMAGE_HEIGHT, IMAGE_WIDTH), dtype=np.float32)
+    if drawn:
+        coverage = polyline_coverage(np.vstack(rows), _SAMPLE_DX, _TRACE_PX, IMAGE_HEIGHT, IMAGE_WIDTH)
+        coverage = np.ascontiguousarray(coverage, dtype=np.float32)
+        # source-over in role order: a layer shows through every later layer's (1 - coverage)
+        through = np.ones(coverage.shape[1:], dtype=np.float32)
+        for layer in range(len(drawn) - 1, -1, -1):
+            shown = coverage[layer] * through
+            through *= 1.0 - coverage[layer]
+            coverage[layer] = shown
+        for layer, role in enumerate(drawn):        # plain adds, no BLAS: same bytes everywhere
+            for channel, level in enumerate(ROLE_COLOURS[role]):
+                if level:
+                    planes[channel] += np.float32(level) * coverage[layer]
+    planes *= _GRID_KEEP
+    planes += _GRID_ADD
+    np.rint(planes, out=planes)
+    return np.clip(planes, 0, 255).astype(np.uint8).transpose(1, 2, 0).copy()
+
+
+def render_epoch(window: EpochWindow) -> np.ndarray:
+    """THE pure function: raw samples around an epoch -> (224, 448, 3) uint8 RGB SleepVLM image."""
+    return draw_epoch(condition_epoch(window))
+
+
+def render_png(window: EpochWindow) -> bytes:
+    """``render_epoch`` encoded as PNG (what the model request carries)."""
+    buffer = io.BytesIO()
+    Image.fromarray(render_epoch(window)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

@@ -1,0 +1,132 @@
+"""Benchmark of the SleepVLM epoch renderer, on one core.
+
+Prints (1) epochs per second of ``render_epoch`` (conditioning included) and ``render_png``
+for 100 / 256 / 512 Hz six-channel windows, and (2) how far the windowed conditioning
+(epoch +- PAD_S s) is from filtering the whole night, as in training, in microvolts.
+
+Run: .venv/bin/python benchmarks/bench_render.py
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from sleepvlm_ws.core.conditioning import EPOCH_SAMPLES, PAD_S, filter_signal, resample_linear  # noqa: E402
+from sleepvlm_ws.core.montage import ROLES  # noqa: E402
+from sleepvlm_ws.core.render import EpochWindow, epoch_window_span, render_epoch, render_png, role_kind  # noqa: E402
+
+EPOCH_S = 30.0
+
+
+def synthetic_night(fs: float, minutes: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """A PSG-like recording: 1/f EEG with alpha, spindles and slow waves in turn, eye movements,
+    chin EMG that fades in sleep, amplifier DC offsets, slow drift and 50 Hz mains."""
+    rng = np.random.default_rng(seed)
+    n = int(minutes * 60 * fs)
+    t = np.arange(n) / fs
+    freqs = np.fft.rfftfreq(n, 1 / fs)
+
+    def coloured(amp_uv: float, shape) -> np.ndarray:
+        spectrum = np.fft.rfft(rng.standard_normal(n)) * shape
+        x = np.fft.irfft(spectrum, n)
+        return x / x.std() * amp_uv
+
+    pink = 1.0 / np.maximum(freqs, 0.5)
+    emg_band = ((freqs > 10) & (freqs < min(150.0, fs / 2))).astype(float)
+    # stage pattern every 5 minutes: wake (alpha) -> N2 (spindles) -> N3 (slow waves)
+    phase = (t // 300).astype(int) % 3
+    alpha = 25 * np.sin(2 * np.pi * 10 * t) * (phase == 0)
+    spindles = 30 * np.sin(2 * np.pi * 13 * t) * ((t % 12) < 1.0) * (phase == 1)
+    slow = 80 * np.sin(2 * np.pi * 1.0 * t) * (phase == 2)
+    drift = coloured(40.0, 1.0 / np.maximum(freqs, 0.02) ** 2 * (freqs < 0.3))
+    mains = 15 * np.sin(2 * np.pi * 50 * t)
+    eye = np.convolve(rng.standard_normal(n) * (rng.random(n) < 0.3 / fs), np.ones(int(0.3 * fs)), "same") * 150
+    emg_amp = np.where(phase == 0, 12.0, 3.0)
+    signals = {}
+    for k, role in enumerate(ROLES):
+        kind = role_kind(role)
+        if kind == "emg":
+            x = coloured(1.0, emg_band) * emg_amp
+        elif kind == "eog":
+            x = coloured(10.0, pink) + (eye if role == "LOC" else -eye) + 0.3 * slow
+        else:
+            x = coloured(12.0, pink) + (alpha if role == "O2-M1" else 0.4 * alpha) + spindles + slow
+        signals[role] = x + drift + mains + 200.0 * (k - 2)
+    return signals
+
+
+def window_for(signals: dict[str, np.ndarray], fs: float, epoch: int, pad_s: float) -> EpochWindow:
+    duration = len(next(iter(signals.values()))) / fs
+    span = epoch_window_span(epoch, duration, pad_s)
+    a, b = int(round(span.start_s * fs)), int(round(span.stop_s * fs))
+    return EpochWindow({r: (x[a:b], fs) for r, x in signals.items()}, pad_s,
+                       pad_before_s=span.pad_before_s, pad_after_s=span.pad_after_s)
+
+
+def throughput(func, windows, min_cpu_s: float = 2.0) -> float:
+    """Epochs per CPU second of this process (robust to other load on a shared machine)."""
+    func(windows[0])
+    done = 0
+    start = time.process_time()
+    while True:
+        for w in windows:
+            func(w)
+        done += len(windows)
+        spent = time.process_time() - start
+        if spent >= min_cpu_s:
+            return done / spent
+
+
+def pad_error(fs: float, pads=(5.0, 10.0, PAD_S, 20.0, 30.0)) -> dict[str, dict[float, float]]:
+    """Max |windowed - whole-night| (uV) over the epoch's 3000 samples, for sampled epochs."""
+    night = synthetic_night(fs, 120, seed=1)
+    result: dict[str, dict[float, float]] = {}
+    for role, kind in (("C4-M1", "eeg"), ("LOC", "eog"), ("CHIN", "emg")):
+        full = filter_signal(night[role], fs, kind)
+        worst = {}
+        for pad in pads:
+            err = 0.0
+            for epoch in range(3, 235, 9):
+                reference = resample_linear(full, fs, epoch * EPOCH_S, EPOCH_SAMPLES)
+                w = window_for({role: night[role]}, fs, epoch, pad)
+                x, _ = w.signals[role]
+                mine = resample_linear(filter_signal(x, fs, kind), fs, w.before_s, EPOCH_SAMPLES)
+                err = max(err, float(np.max(np.abs(mine - reference))))
+            worst[pad] = err
+        result[kind] = worst
+    return result
+
+
+def main() -> None:
+    print(f"SleepVLM renderer benchmark (one core; PAD_S = {PAD_S:g} s)\n")
+    print(f"{'input':>8} | {'render_epoch ep/s':>17} | {'render_png ep/s':>15}")
+    print("-" * 47)
+    sets = {}
+    for fs in (100.0, 256.0, 512.0):
+        night = synthetic_night(fs, 15)
+        sets[fs] = [window_for(night, fs, e, PAD_S) for e in range(1, 29, 3)]
+    for windows in sets.values():       # warm up caches and the allocator before timing
+        for w in windows:
+            render_png(w)
+    for fs, windows in sets.items():
+        raw = throughput(render_epoch, windows)
+        png = throughput(render_png, windows)
+        print(f"{fs:>6.0f}Hz | {raw:>17.0f} | {png:>15.0f}")
+    print("\nWindowed vs whole-night conditioning: max |difference| inside the epoch, uV")
+    print("(one image pixel is 2.7 uV of EEG/EOG, 2.1 uV of chin EMG)")
+    pads = (5.0, 10.0, PAD_S, 20.0, 30.0)
+    print(f"{'input':>12} | " + " | ".join(f"pad {p:>4g} s" for p in pads))
+    for fs in (100.0, 256.0, 512.0):
+        for kind, worst in pad_error(fs, pads).items():
+            print(f"{fs:>4.0f}Hz {kind:>4} | " + " | ".join(f"{worst[p]:>10.2g}" for p in pads))
+
+
+if __name__ == "__main__":
+    main()
