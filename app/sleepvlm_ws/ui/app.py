@@ -1,0 +1,70 @@
+"""Start the workstation GUI."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from .main_window import APP_NAME, MainWindow
+
+EXIT_OK, EXIT_INPUT_ERROR = 0, 2
+SETTLE_MS = 300          # let the first epoch paint before a screenshot
+
+
+def default_scorer() -> str:
+    """The operating-system user name (who is at the keyboard), or "technologist"."""
+    try:
+        return getpass.getuser() or "technologist"
+    except Exception:  # noqa: BLE001 - getuser raises when no name can be found
+        return "technologist"
+
+
+def run_gui(recording: str | None = None, study: str | None = None, scorer: str | None = None,
+            *, screenshot: str | None = None, exit_after: float | None = None) -> int:
+    """Open the main window (and ``recording`` in the background, if given); return the exit code.
+
+    Unattended runs (demo, CI): ``screenshot`` saves a PNG of the window once the study is on
+    screen; ``exit_after`` closes it that many seconds later. In an unattended run a recording
+    that cannot be opened is reported on stderr (no dialog to click) and the exit code is 2.
+    """
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    window = MainWindow(scorer or default_scorer())
+    unattended = exit_after is not None or screenshot is not None
+    # Closing the last window also quits the loop (with 0), so remember the code we meant.
+    chosen: list[int] = []
+
+    def on_loaded(_session) -> None:
+        if screenshot:
+            QTimer.singleShot(SETTLE_MS, save_screenshot)
+        if exit_after is not None:
+            QTimer.singleShot(int(max(exit_after, 0) * 1000) + SETTLE_MS, lambda: quit_with(EXIT_OK))
+
+    def save_screenshot() -> None:
+        if not window.grab().save(str(Path(screenshot))):
+            print(f"{screenshot}: could not save the screenshot", file=sys.stderr)
+
+    def on_failed(message: str) -> None:
+        print(message, file=sys.stderr)
+        quit_with(EXIT_INPUT_ERROR)
+
+    def quit_with(code: int) -> None:
+        if not chosen:
+            chosen.append(code)
+        window.close()
+        app.exit(code)
+
+    window.loader.loaded.connect(on_loaded)
+    if unattended:
+        window.error_reporter = lambda title, message: on_failed(message)
+    window.show()
+    if recording:
+        window.open_recording(recording, study)
+    elif exit_after is not None:
+        QTimer.singleShot(int(max(exit_after, 0) * 1000), lambda: quit_with(EXIT_OK))
+    code = int(app.exec())
+    return chosen[0] if chosen else code

@@ -1,0 +1,147 @@
+"""HypnogramView: the whole night as a step plot, W on top, R raised and red, N3 at the bottom.
+
+Unscored epochs are gaps. The view keeps one level array and a handful of curves (a thin step
+line plus one thick curve per stage), so scoring one epoch only re-sets two or three curves.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from ..core.stages import EPOCH_SECONDS, Stage
+from .plot_items import BACKGROUND, ClockAxis
+
+#: Height of each stage on the plot (clinical convention: R drawn between W and N1).
+STAGE_LEVELS = {Stage.ARTEFACT: 6.0, Stage.W: 5.0, Stage.R: 4.0, Stage.N1: 3.0, Stage.N2: 2.0,
+                Stage.N3: 1.0}
+STAGE_COLOURS = {Stage.W: "#F0B030", Stage.R: "#E03030", Stage.N1: "#90D8F8",
+                 Stage.N2: "#3090E0", Stage.N3: "#2040B0", Stage.ARTEFACT: "#909090"}
+_TICKS = [(6.0, "A"), (5.0, "W"), (4.0, "R"), (3.0, "N1"), (2.0, "N2"), (1.0, "N3")]
+
+
+class HypnogramView(QWidget):
+    """Shows the night's stages; ``epoch_clicked(int)`` when the technologist clicks an epoch."""
+
+    epoch_clicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.axis = ClockAxis(None)
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": self.axis}, background=BACKGROUND)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot_widget)
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=True, y=False)   # wheel / drag zoom and pan the time axis only
+        self.plot.getAxis("left").setTicks([_TICKS])
+        self.plot.getAxis("left").setWidth(30)
+        self.plot.setYRange(0.5, 6.5, padding=0)
+        self.viewbox = self.plot.getViewBox()
+        self.step_line = pg.PlotCurveItem(pen=pg.mkPen("#707070", width=1), connect="finite")
+        self.plot.addItem(self.step_line)
+        self.stage_curves: dict[Stage, pg.PlotCurveItem] = {}
+        for stage, colour in STAGE_COLOURS.items():
+            curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=5 if stage is Stage.R else 4),
+                                     connect="pairs")
+            self.stage_curves[stage] = curve
+            self.plot.addItem(curve)
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2))
+        self.marker.setZValue(50)
+        self.plot.addItem(self.marker, ignoreBounds=True)
+        self.plot.scene().sigMouseClicked.connect(self._on_click)
+        self._stages: list[Stage] = []
+        self._levels = np.zeros(0)
+        self._step_x = np.zeros(0)
+        self._step_y = np.zeros(0)
+        self.current: int | None = None
+
+    # -- data --------------------------------------------------------------------------
+    @property
+    def n_epochs(self) -> int:
+        return len(self._stages)
+
+    def stages(self) -> list[Stage]:
+        return list(self._stages)
+
+    def set_night(self, stages: list[Stage], start: datetime | None = None) -> None:
+        """Show a whole night (one Stage per 30-s epoch); resets zoom to the full night."""
+        self._stages = list(stages)
+        n = len(self._stages)
+        self.axis.set_start(start)
+        self._levels = np.array([STAGE_LEVELS.get(s, np.nan) for s in self._stages], float)
+        edges = np.arange(n + 1, dtype=float) * EPOCH_SECONDS
+        self._step_x = np.repeat(edges, 2)[1:-1]
+        self._step_y = np.repeat(self._levels, 2)
+        self._redraw_step()
+        for stage in self.stage_curves:
+            self._redraw_stage(stage)
+        full = max(n, 1) * EPOCH_SECONDS
+        self.viewbox.setLimits(xMin=0, xMax=full, minXRange=min(full, 10 * EPOCH_SECONDS),
+                               yMin=0.5, yMax=6.5)
+        self.plot.setXRange(0, full, padding=0)
+        if self.current is not None and n:
+            self.set_current(min(self.current, n - 1))
+
+    def clear_night(self) -> None:
+        self.set_night([])
+        self.current = None
+        self.marker.setVisible(False)
+
+    def set_stage(self, epoch: int, stage: Stage) -> None:
+        """One epoch changed: update only the step line and the old and new stage curves."""
+        old = self._stages[epoch]
+        self._stages[epoch] = stage
+        level = STAGE_LEVELS.get(stage, np.nan)
+        self._levels[epoch] = level
+        self._step_y[2 * epoch] = self._step_y[2 * epoch + 1] = level
+        self._redraw_step()
+        for changed in {old, stage}:
+            if changed in self.stage_curves:
+                self._redraw_stage(changed)
+
+    def set_current(self, epoch: int) -> None:
+        self.current = int(epoch)
+        self.marker.setVisible(True)
+        self.marker.setValue((self.current + 0.5) * EPOCH_SECONDS)
+        low, high = self.viewbox.viewRange()[0]
+        centre = (self.current + 0.5) * EPOCH_SECONDS
+        if not low <= centre <= high:   # zoomed in and the epoch left the view: follow it
+            half = (high - low) / 2
+            self.plot.setXRange(centre - half, centre + half, padding=0)
+
+    def _redraw_step(self) -> None:
+        self.step_line.setData(self._step_x, self._step_y)
+
+    def _redraw_stage(self, stage: Stage) -> None:
+        level = STAGE_LEVELS[stage]
+        index = np.flatnonzero(self._levels == level)
+        x = np.column_stack([index, index + 1]).ravel() * EPOCH_SECONDS
+        y = np.full(x.size, level)
+        self.stage_curves[stage].setData(x, y)
+
+    # -- mouse -------------------------------------------------------------------------
+    def epoch_at_scene(self, scene_pos) -> int | None:
+        if not self.n_epochs or not self.viewbox.sceneBoundingRect().contains(scene_pos):
+            return None
+        x = self.viewbox.mapSceneToView(scene_pos).x()
+        return max(0, min(self.n_epochs - 1, int(math.floor(x / EPOCH_SECONDS))))
+
+    def scene_pos_of_epoch(self, epoch: int, level: float = 3.0):
+        """Scene position of the middle of ``epoch`` (for tests and tooltips)."""
+        return self.viewbox.mapViewToScene(QPointF((epoch + 0.5) * EPOCH_SECONDS, level))
+
+    def _on_click(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        epoch = self.epoch_at_scene(event.scenePos())
+        if epoch is not None:
+            event.accept()
+            self.epoch_clicked.emit(epoch)
