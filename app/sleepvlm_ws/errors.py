@@ -29,3 +29,7 @@ class StudyError(InputError):
 
 class HypnogramFormatError(InputError):
     """A hypnogram file that cannot be imported or an export that cannot be written."""
+
+
+class ModelPackError(InputError):
+    """A model pack (or a checkpoint to convert into one) that is missing, changed or unusable."""
