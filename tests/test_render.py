@@ -374,3 +374,96 @@ def test_too_short_or_bad_input():
         condition(np.ones(1000), 256.0, "ecg")
     with pytest.raises(ValueError, match="sampling rate"):
         condition(np.ones(1000), 0.0, "eeg")
+
+
+# ----------------------------------------------------------------------------- fast paths
+# The renderer computes only what an epoch's samples depend on and reuses work arrays per
+# thread; these hold those shortcuts to the plain pipeline they replace.
+
+def scipy_cascade(x: np.ndarray, fs: float, kind: str) -> np.ndarray:
+    """Band-pass then notch, each scipy's (b, a) filtfilt with its defaults, at the native rate."""
+    nyq = fs / 2
+    low, high = (10.0, 100.0) if kind == "emg" else (0.3, 35.0)
+    b, a = signal.butter(4, [max(low / nyq, 1e-3), min(high / nyq, 0.999)], btype="bandpass")
+    y = signal.filtfilt(b, a, x)
+    if 50 < nyq:
+        b, a = signal.iirnotch(50, 20, fs)
+        y = signal.filtfilt(b, a, y)
+    return y
+
+
+@pytest.mark.parametrize("fs", [100.0, 200.0, 256.0, 512.0, 1000.0])
+def test_epoch_conditioning_equals_conditioning_the_whole_window(fs):
+    from sleepvlm_ws.core.conditioning import condition_rows
+    rng = np.random.default_rng(int(fs))
+    for kind, roles in (("eeg", ROLES[:3]), ("emg", ("CHIN",))):
+        signals = epoch_signals("muscle_artefact", fs, 60, seed=int(fs))
+        for before_s, after_s in ((15.0, 15.0), (0.0, 15.0), (15.0, 0.0), (4.0, 2.5)):
+            a = int(round((15 - before_s) * fs))
+            b = int(round((45 + after_s) * fs))
+            rows = [signals[r][a:b] + rng.uniform(-3000, 3000) for r in roles]   # DC offsets
+            mine = condition_rows(rows, fs, kind, before_s, EPOCH_SAMPLES)
+            t_out = before_s + np.arange(EPOCH_SAMPLES) / 100
+            for row, x in zip(mine, rows):
+                reference = np.interp(t_out, np.arange(x.size) / fs, scipy_cascade(x, fs, kind))
+                assert np.max(np.abs(row - reference)) < 1e-6, (kind, before_s, after_s)
+
+
+def test_filter_signal_is_scipys_filtfilt_cascade():
+    for fs, kind in ((256.0, "eeg"), (512.0, "emg"), (100.0, "eog")):
+        x = epoch_signals("slow_waves", fs, 40, seed=8)["LOC"] + 2000.0
+        np.testing.assert_allclose(filter_signal(x, fs, kind), scipy_cascade(x, fs, kind), rtol=0, atol=1e-9)
+
+
+def test_a_gap_in_one_row_leaves_the_rows_filtered_with_it_alone():
+    fs = 256.0
+    signals = epoch_signals("spindles", fs, 30 + 2 * PAD_S, seed=9)
+    gapped = signals["C4-M1"].copy()
+    gapped[int(20 * fs):int(22 * fs)] = np.nan
+    window = EpochWindow({"F4-M1": (signals["F4-M1"], fs), "C4-M1": (gapped, fs),
+                          "O2-M1": (signals["O2-M1"], fs)}, PAD_S)
+    together = condition_epoch(window)
+    assert np.isnan(together["C4-M1"]).any()
+    for role in ("F4-M1", "O2-M1"):
+        alone = condition_epoch(EpochWindow({role: (signals[role], fs)}, PAD_S))[role]
+        np.testing.assert_allclose(together[role], alone, rtol=0, atol=1e-9)
+        assert np.isfinite(together[role]).all()
+
+
+def test_rendering_in_several_threads_gives_the_same_images():
+    from concurrent.futures import ThreadPoolExecutor
+    windows = [make_window(p, fs, seed=s) for p, fs, s in
+               (("alpha_wake", 256.0, 1), ("muscle_artefact", 512.0, 2), ("slow_waves", 200.0, 3),
+                ("spindles", 100.0, 4))] * 3
+    serial = [render_epoch(w) for w in windows]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(render_epoch, windows))
+    for one, other in zip(serial, threaded):
+        np.testing.assert_array_equal(one, other)
+
+
+def test_raster_covers_a_flat_line_by_exact_area():
+    from sleepvlm_ws.core.raster import polyline_coverage
+    line_px = 0.6 * 100 / 72
+    coverage = polyline_coverage(np.full((1, 301), 10.3), 0.15, line_px, 20, 50)[0]
+    # the stroke covers y 9.883 .. 10.717: 0.117 of row 9 and 0.717 of row 10, nothing else
+    np.testing.assert_allclose(coverage[9, 2:40], 10 - (10.3 - line_px / 2), atol=1e-4)
+    np.testing.assert_allclose(coverage[10, 2:40], 10.3 + line_px / 2 - 10, atol=1e-4)
+    assert coverage[[*range(9), *range(11, 20)]].max() == 0.0
+    assert coverage[:, 46:].max() == 0.0                      # the line ends at x = 45
+
+
+def test_raster_lays_ink_width_times_length_and_breaks_at_gaps():
+    from sleepvlm_ws.core.raster import polyline_coverage
+    line_px = 0.6 * 100 / 72
+    x = np.arange(2000) * 0.15
+    y = 30 + 20 * np.sin(x / 7)                               # a gentle wave: no overlaps
+    coverage = polyline_coverage(y[None], 0.15, line_px, 60, 310)[0]
+    length = np.hypot(0.15, np.diff(y)).sum()
+    assert coverage.sum() == pytest.approx(line_px * length, rel=0.01)
+    broken = y.copy()
+    broken[990:1011] = np.nan                                 # no segment between x = 148.35 and 151.65
+    gap = polyline_coverage(broken[None], 0.15, line_px, 60, 310)[0]
+    assert gap[:, 149:151].max() == 0.0 and coverage[:, 149:151].sum(axis=0).min() > 0.5
+    assert gap[:, 148].sum() > 0.1 and gap[:, 151].sum() > 0.1
+    np.testing.assert_allclose(gap[:, :147], coverage[:, :147], rtol=0, atol=1e-6)
