@@ -55,14 +55,14 @@ def cmd_demo(args) -> int:
     from .ui.app import run_gui
 
     return run_gui(str(path), scorer=args.scorer, screenshot=args.screenshot,
-                   exit_after=args.exit_after)
+                   exit_after=args.exit_after, model=args.model)
 
 
 def cmd_open(args) -> int:
     from .ui.app import run_gui
 
     return run_gui(args.recording, study=args.study, scorer=args.scorer,
-                   screenshot=args.screenshot, exit_after=args.exit_after)
+                   screenshot=args.screenshot, exit_after=args.exit_after, model=args.model)
 
 
 def cmd_info(args) -> int:
@@ -150,11 +150,156 @@ def cmd_synth(args) -> int:
     return EXIT_OK
 
 
+NO_DEFAULT_PACK = "no model pack given and no default pack installed"
+
+
+def _default_pack() -> Path | None:
+    """The default model pack: a pack folder named ``default`` in a pack search folder
+    (the repository's ``models/``, the user's ``packs/``, $SLEEPVLM_WS_PACKS)."""
+    from .core.model_pack import MANIFEST_NAME, default_search_dirs
+
+    for folder in default_search_dirs():
+        pack = folder / "default"
+        if (pack / MANIFEST_NAME).is_file():
+            return pack
+    return None
+
+
+class _Progress:
+    """Scoring progress on stderr: tqdm when installed, else one line rewritten with \\r."""
+
+    def __init__(self, label: str):
+        self.label, self._bar, self._width = label, None, 0
+
+    def __call__(self, done: int, total: int, eta_s: float | None) -> None:
+        eta = "--" if eta_s is None else _duration(eta_s)
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            line = f"{self.label} {done}/{total} epochs, {eta} left"
+            print("\r" + line.ljust(self._width), end="", file=sys.stderr, flush=True)
+            self._width = len(line)
+            return
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.label, unit="epoch", file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                        "epochs [{elapsed}, {postfix}]")
+        self._bar.set_postfix_str(f"{eta} left", refresh=False)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._width:
+            print(file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def cmd_score(args) -> int:
+    from .core.model_pack import verify_pack
+    from .core.recording import Recording
+    from .core.runtime import LocalRuntime
+    from .core.scoring_run import ScoringRun
+    from .core.study import Study, default_study_path
+
+    rec = Recording.open(args.recording)
+    try:
+        pack = Path(args.model) if args.model else _default_pack()
+        if pack is None:
+            raise InputError(None, NO_DEFAULT_PACK)
+        verify_pack(pack)  # a bad pack or a hash mismatch stops here, before any study is made
+        study_path = Path(args.study) if args.study else default_study_path(rec.path)
+        if not study_path.exists():
+            from .core.session import ScoringSession
+
+            ScoringSession.open(rec.path, study_path=study_path, scorer=args.scorer).close()
+        with Study.open(study_path) as study:
+            montage, fingerprint = study.montage, study.meta["recording_fingerprint"]
+        if fingerprint and fingerprint != rec.fingerprint():
+            raise InputError(study_path, f"this study belongs to another recording, not "
+                                         f"{rec.path.name}")
+        runtime = LocalRuntime(pack, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+        run = ScoringRun(rec, montage, study_path, runtime, rationale=args.rationale,
+                         actor=args.scorer)
+        bar = _Progress("scoring")
+        try:
+            summary = run.run(progress=bar)
+        finally:
+            bar.close()
+    finally:
+        rec.close()
+    per_epoch = summary.per_epoch_s()
+    stored = sum(summary.stored.values())
+    already = summary.already_stored.get("fast", 0)
+    print(f"{study_path}: {stored} suggestion(s) stored, {already} epoch(s) already scored "
+          f"by this model, {summary.skipped_no_signal} skipped (no signal)"
+          + (f", {per_epoch:.2f} s per epoch" if per_epoch else ""))
+    return EXIT_OK
+
+
+def cmd_model_list(args) -> int:
+    from .core.model_pack import default_search_dirs, list_packs
+
+    dirs = [Path(d) for d in args.dir] if args.dir else default_search_dirs()
+    problems: list = []
+    packs = list_packs(dirs, problems=problems)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([dict(m.to_dict(), pack_dir=str(m.pack_dir)) for m in packs],
+                         indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not packs:
+        print("no model packs found in: " + ", ".join(str(d) for d in dirs))
+        return EXIT_OK
+    for m in packs:
+        size_mb = sum(f.bytes for f in m.files.values()) / 2**20
+        print(f"{m.name}  {m.version}  {m.quantisation}  {size_mb:.0f} MiB  {m.pack_dir}")
+    return EXIT_OK
+
+
+def cmd_model_verify(args) -> int:
+    from .core.model_pack import verify_pack
+
+    m = verify_pack(args.pack, cache=not args.no_cache)
+    print(f"{m.pack_dir}: model pack OK: {m.label}, {len(m.all_files())} files match the manifest")
+    return EXIT_OK
+
+
+def cmd_model_convert(args) -> int:
+    from .core.convert import convert_checkpoint, pack_folder_name
+    from .paths import user_data_dir
+
+    out = Path(args.out) if args.out else user_data_dir() / "packs" / pack_folder_name(args.name)
+    path = convert_checkpoint(args.hf_dir, out, name=args.name, quant=args.quant,
+                              prompt_file=args.prompt, licence=args.licence, version=args.pack_version,
+                              progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(path)
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------
 def _gui_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--screenshot", help="save a PNG of the window once the study is on screen")
     s.add_argument("--exit-after", type=float, metavar="SECONDS",
                    help="close the window this long after the study is on screen (unattended runs)")
+    s.add_argument("--model", metavar="PACK",
+                   help="model pack folder to load for AI suggestions (verified first)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("study")
     v.set_defaults(func=cmd_audit_verify)
 
+    s = sub.add_parser("score", help="AI scoring: store the model's suggestion for every epoch "
+                                      "(resumes where a previous run stopped)")
+    s.add_argument("recording")
+    s.add_argument("--model", metavar="PACK", help="model pack folder (default: the default pack)")
+    s.add_argument("--study", help="study file (default: next to the recording)")
+    s.add_argument("--rationale", choices=["none", "all"], default="none",
+                   help="'all': a second pass adds the written reasoning (slow)")
+    s.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for the model")
+    s.add_argument("--gpu-layers", type=int, default=0, metavar="N",
+                   help="model layers to put on the GPU (-1: all)")
+    s.set_defaults(func=cmd_score)
+
     s = sub.add_parser("synth", help="write a synthetic overnight PSG (EDF+ with its hypnogram)")
     s.add_argument("out")
     s.add_argument("--seed", type=int, default=0)
@@ -205,6 +362,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fs", type=float, default=256.0)
     s.add_argument("--no-hypnogram", action="store_true")
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("model", help="model packs: list, verify, convert a checkpoint")
+    msub = s.add_subparsers(dest="model_command", required=True)
+    m = msub.add_parser("list", help="the model packs found (repository models/, user packs/, "
+                                     "$SLEEPVLM_WS_PACKS)")
+    m.add_argument("--dir", action="append", metavar="FOLDER", help="look here instead (repeatable)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model_list)
+    m = msub.add_parser("verify", help="exit 0 if every file of the pack matches its manifest, "
+                                       "2 naming the first that does not")
+    m.add_argument("pack", help="model pack folder")
+    m.add_argument("--no-cache", action="store_true", help="rehash every file (ignore remembered hashes)")
+    m.set_defaults(func=cmd_model_verify)
+    m = msub.add_parser("convert", help="convert a Hugging Face Qwen2.5-VL checkpoint (e.g. SleepVLM-3B) "
+                                        "into a model pack")
+    m.add_argument("hf_dir", metavar="HF_DIR", help="checkpoint folder (config.json, *.safetensors, tokenizer)")
+    m.add_argument("--name", required=True, help="the pack's name")
+    m.add_argument("--quant", default="Q4_K_M", type=str.upper,
+                   choices=["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q8_0", "F16"],
+                   help="language model quantisation (default Q4_K_M; the projector stays f16)")
+    m.add_argument("--prompt", metavar="FILE", help="system prompt the model was trained with "
+                                                    "(default: the workstation's own)")
+    m.add_argument("--licence", help="licence of the weights (default: from the checkpoint README)")
+    m.add_argument("--pack-version", default="1", metavar="VERSION", help="the pack's version (default 1)")
+    m.add_argument("--out", metavar="DIR", help="pack folder to create (default: the user's packs/NAME)")
+    m.set_defaults(func=cmd_model_convert)
     return p
 
 
@@ -215,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse already printed a one-line usage error
         return EXIT_BAD_INPUT if e.code not in (0, None) else EXIT_OK
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command in ("demo", "open", "score"):
+        try:  # before scipy: a CUDA build of llama.cpp was seen to crash at load otherwise
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            pass
     try:
         return int(args.func(args) or 0)
     except InputError as e:

@@ -36,6 +36,12 @@ def installed_llama_cpp_version() -> str:
     try:
         return version("llama-cpp-python")
     except PackageNotFoundError:
+        try:  # a build without package metadata (e.g. the bindings copied beside their libraries)
+            import llama_cpp
+
+            return str(llama_cpp.__version__)
+        except ImportError:
+            pass
         raise ModelPackError(None, "llama-cpp-python is not installed; install it "
                                    "(pip install 'sleepvlm-ws[convert]') to convert checkpoints") from None
 

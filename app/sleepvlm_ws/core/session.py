@@ -115,6 +115,29 @@ class ScoringSession:
             self.step(1)
         return decision
 
+    def accept_suggestion(self, suggestion, *, advance: bool = True) -> Decision:
+        """Take the model's stage for the suggestion's epoch (source ai_accepted, audited with
+        a reference to the suggestion), then move on like a stage key does."""
+        from .suggestions import accept
+
+        return self._record(accept(self.study, suggestion.epoch, suggestion, self.scorer), advance)
+
+    def override_suggestion(self, suggestion, stage: Stage, note: str, *,
+                            advance: bool = True) -> Decision:
+        """Score the suggestion's epoch differently from the model (source ai_overridden); the
+        note saying why is required (ValueError without one)."""
+        from .suggestions import override
+
+        decision = override(self.study, suggestion.epoch, stage, suggestion, self.scorer, note)
+        return self._record(decision, advance)
+
+    def _record(self, decision: Decision, advance: bool) -> Decision:
+        self._stages[decision.epoch] = decision.stage
+        self.stage_changed.emit(decision.epoch, decision.stage)
+        if advance and decision.epoch == self._epoch:
+            self.step(1)
+        return decision
+
     def undo(self) -> Decision | None:
         """Revert the last decision (the undo itself is audited) and show its epoch."""
         decision = self.study.undo(scorer=self.scorer)

@@ -230,8 +230,11 @@ class Study:
         self._montage = Montage.from_json(json.dumps(new))
 
     def score(self, epoch: int, stage: Stage, *, scorer: str, source: str = MANUAL,
-              note: str | None = None) -> Decision:
-        """Record one decision; it is committed (with its audit event) when this returns."""
+              note: str | None = None, suggestion: dict | None = None) -> Decision:
+        """Record one decision; it is committed (with its audit event) when this returns.
+
+        ``suggestion``: for an accepted or overridden AI suggestion, what the audit event says
+        about it (plain JSON: model id, pass, suggested stage; see ``core.suggestions``)."""
         self._check_epoch(epoch)
         stage = parse_stage(stage)
         if source not in SOURCES or source == UNDO:
@@ -239,9 +242,13 @@ class Study:
         _check_scorer(scorer)
         if note is not None and not isinstance(note, str):
             raise TypeError("note must be text or None")
+        if suggestion is not None:
+            if not isinstance(suggestion, dict):
+                raise TypeError("suggestion must be a dict or None")
+            audit.canonical_json(suggestion)  # plain JSON or ValueError/TypeError
         with self._writing("the decision") as conn:
             decision = _record_decision(conn, audit.DECISION, epoch, stage, source, scorer, note,
-                                        None)
+                                        None, suggestion)
         self._stages[epoch] = decision.stage
         return decision
 
@@ -298,6 +305,19 @@ class Study:
                 yield self
             finally:
                 self._batch_depth -= 1
+
+    # -- companion tables (core.suggestions) ----------------------------------------------
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of a read-only query (StudyError on a damaged or locked file)."""
+        return self._read(sql, args)
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (or part of the enclosing ``batch``) for a core module that
+        owns a companion table, e.g. the AI suggestions. Never write the audited tables
+        (epochs, decisions, montage, audit_events, meta) through it."""
+        with self._writing(what) as conn:
+            yield conn
 
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
@@ -401,7 +421,8 @@ def _write_new_study(conn, study_id, recording_path, n_epochs, montage, scorer, 
     _write_montage(conn, montage_obj)
 
 
-def _record_decision(conn, kind, epoch, stage, source, scorer, note, undoes) -> Decision:
+def _record_decision(conn, kind, epoch, stage, source, scorer, note, undoes,
+                     suggestion: dict | None = None) -> Decision:
     """Insert one decision, its audit event and the epoch's new stage (caller's transaction)."""
     row = conn.execute("SELECT stage FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
     if row is None:
@@ -412,6 +433,8 @@ def _record_decision(conn, kind, epoch, stage, source, scorer, note, undoes) -> 
                "previous": previous.value, "source": source, "note": note}
     if undoes is not None:
         payload["undoes"] = undoes
+    if suggestion is not None:
+        payload["suggestion"] = suggestion
     event = audit.append_event(conn, kind, payload, scorer)
     conn.execute(f"INSERT INTO decisions({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (did, epoch, stage.value, previous.value, source, scorer, event.time, note,

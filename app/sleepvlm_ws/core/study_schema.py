@@ -5,7 +5,7 @@ header and a ``meta`` row ``format``. The schema version lives in ``meta.schema_
 a file written by a newer workstation is refused, an older one is upgraded on open by the
 steps in ``MIGRATIONS`` (each step runs in one transaction and is itself audited).
 
-Tables (schema version 1):
+Tables (schema version 1; version 2 adds ``suggestions``, below):
 
 ``meta``         key/value: format, schema_version, study_id, recording_path,
                  recording_fingerprint, recording_start, n_epochs, created, and the audit head
@@ -17,12 +17,13 @@ Tables (schema version 1):
 ``audit_events`` the hash-chained audit trail; append-only (triggers refuse UPDATE/DELETE).
 ``ui_state``     key/value the viewer restores (current epoch, ...); not audited.
 
-Design note for AI suggestions (a later issue, not built here): suggestions will live in their
-own append-only table, e.g. ``suggestions(id, epoch, model, model_version, stage, confidence,
-rationale, created, audit_seq)``, added by migration step 1 -> 2. Accepting or overriding one
-stays an ordinary decision (source ``ai_accepted`` / ``ai_overridden``) whose audit payload
-may carry the suggestion id; the suggestion itself is logged with ``Study.record_event``.
-The triggers below show the pattern such a table should follow.
+Schema version 2 adds ``suggestions``: the AI's answers, one row per
+(model_id, renderer_version, epoch, pass) where pass is ``fast`` (stage + rule IDs) or
+``rationale`` (the same request asking for the reasoning too). A suggestion is not a decision:
+storing one changes no stage. The table is append-only (triggers, as for ``decisions``); the
+run that stores them is audited once when it starts and once when it ends
+(``core.suggestions``), and accepting or overriding one is an ordinary decision (source
+``ai_accepted`` / ``ai_overridden``) whose audit payload names the suggestion.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Callable
 
 from ..errors import StudyError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_NAME = "sleepvlm-ws study"
 APPLICATION_ID = 0x534C5657  # "SLVW" in the SQLite header: marks the file as a study
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -92,16 +93,53 @@ CREATE TRIGGER decisions_append_only_delete BEFORE DELETE ON decisions
 BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
 """
 
+# Schema version 2: the AI's suggestions (see core.suggestions). ``stage`` is the parsed stage,
+# NULL when the answer named none; rules/flags/repaired are JSON text.
+SUGGESTIONS_V2 = """
+CREATE TABLE suggestions (
+    id                INTEGER PRIMARY KEY,
+    model_id          TEXT NOT NULL,
+    renderer_version  TEXT NOT NULL,
+    epoch             INTEGER NOT NULL CHECK (epoch >= 0),
+    pass              TEXT NOT NULL CHECK (pass IN ('fast', 'rationale')),
+    stage_text        TEXT NOT NULL,
+    stage             TEXT CHECK (stage IS NULL OR stage IN ('W','N1','N2','N3','R')),
+    rules             TEXT NOT NULL,
+    rationale         TEXT,
+    flags             TEXT NOT NULL,
+    repaired          TEXT NOT NULL,
+    raw               TEXT NOT NULL,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    seconds           REAL,
+    created           TEXT NOT NULL,
+    UNIQUE (model_id, renderer_version, epoch, pass)
+);
+CREATE TRIGGER suggestions_append_only_update BEFORE UPDATE ON suggestions
+BEGIN SELECT RAISE(ABORT, 'suggestions are append-only'); END;
+CREATE TRIGGER suggestions_append_only_delete BEFORE DELETE ON suggestions
+BEGIN SELECT RAISE(ABORT, 'suggestions are append-only'); END;
+"""
+
+
+def _add_suggestions(conn: sqlite3.Connection) -> None:
+    for statement in _statements(SUGGESTIONS_V2):
+        conn.execute(statement)
+
+
 # Migration steps: MIGRATIONS[v] upgrades a study from schema v to v + 1 inside the caller's
-# write transaction (the caller bumps meta.schema_version and audits the step). Empty while
-# version 1 is the only one; the AI-suggestions issue adds MIGRATIONS[1].
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+# write transaction (the caller bumps meta.schema_version and audits the step). A new study
+# is built by the same steps, so a migrated file and a new one have the same schema.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_suggestions}
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the current schema in an empty database (inside the caller's transaction)."""
+def create_schema(conn: sqlite3.Connection, version: int = SCHEMA_VERSION) -> None:
+    """Create the schema of ``version`` (default: the current one) in an empty database
+    (inside the caller's transaction)."""
     for statement in _statements(SCHEMA_V1):
         conn.execute(statement)
+    for step in range(1, version):
+        MIGRATIONS[step](conn)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 

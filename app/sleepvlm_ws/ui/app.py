@@ -6,7 +6,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtWidgets import QApplication
 
 from .main_window import APP_NAME, MainWindow
@@ -24,12 +24,17 @@ def default_scorer() -> str:
 
 
 def run_gui(recording: str | None = None, study: str | None = None, scorer: str | None = None,
-            *, screenshot: str | None = None, exit_after: float | None = None) -> int:
+            *, screenshot: str | None = None, exit_after: float | None = None,
+            model: str | None = None) -> int:
     """Open the main window (and ``recording`` in the background, if given); return the exit code.
 
-    Unattended runs (demo, CI): ``screenshot`` saves a PNG of the window once the study is on
-    screen; ``exit_after`` closes it that many seconds later. In an unattended run a recording
-    that cannot be opened is reported on stderr (no dialog to click) and the exit code is 2.
+    ``model``: a model pack folder, loaded (verified first) in the background; its suggestions
+    appear once it is loaded.
+
+    Unattended runs (demo, CI): ``screenshot`` saves a PNG of the window once the study (and
+    the model, if given) is on screen; ``exit_after`` closes it that many seconds later. In an
+    unattended run a recording or model pack that cannot be opened is reported on stderr (no
+    dialog to click) and the exit code is 2.
     """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
@@ -37,8 +42,15 @@ def run_gui(recording: str | None = None, study: str | None = None, scorer: str 
     unattended = exit_after is not None or screenshot is not None
     # Closing the last window also quits the loop (with 0), so remember the code we meant.
     chosen: list[int] = []
+    # What must be on screen before the screenshot / the exit timer: the study, the model.
+    waiting = {"recording"} | ({"model"} if model else set())
 
-    def on_loaded(_session) -> None:
+    def ready(what: str) -> None:
+        if what not in waiting:
+            return
+        waiting.discard(what)
+        if waiting or not recording:
+            return
         if screenshot:
             QTimer.singleShot(SETTLE_MS, save_screenshot)
         if exit_after is not None:
@@ -58,13 +70,19 @@ def run_gui(recording: str | None = None, study: str | None = None, scorer: str 
         window.close()
         app.exit(code)
 
-    window.loader.loaded.connect(on_loaded)
+    window.loader.loaded.connect(lambda _session: ready("recording"))
+    window.ai.controller.model_loaded.connect(lambda _label: ready("model"))
     if unattended:
         window.error_reporter = lambda title, message: on_failed(message)
     window.show()
+    if model:
+        window.load_model(model)
     if recording:
         window.open_recording(recording, study)
     elif exit_after is not None:
         QTimer.singleShot(int(max(exit_after, 0) * 1000), lambda: quit_with(EXIT_OK))
     code = int(app.exec())
+    # Closing the last window also posted a Quit event; left in the queue it would end the
+    # next event loop of this process at once (a second run_gui, pytest-qt's waits).
+    QCoreApplication.removePostedEvents(app, QEvent.Type.Quit)
     return chosen[0] if chosen else code

@@ -2,6 +2,10 @@
 
 Unscored epochs are gaps. The view keeps one level array and a handful of curves (a thin step
 line plus one thick curve per stage), so scoring one epoch only re-sets two or three curves.
+
+The model's suggestions are a second layer: a thin dotted violet step line drawn a little above
+the stage it names, so it never hides the technologist's solid line and a disagreement shows as
+the two lines parting. It is only a view: the technologist's stages are what gets exported.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ STAGE_LEVELS = {Stage.ARTEFACT: 6.0, Stage.W: 5.0, Stage.R: 4.0, Stage.N1: 3.0, 
                 Stage.N3: 1.0}
 STAGE_COLOURS = {Stage.W: "#F0B030", Stage.R: "#E03030", Stage.N1: "#90D8F8",
                  Stage.N2: "#3090E0", Stage.N3: "#2040B0", Stage.ARTEFACT: "#909090"}
+#: The suggestion layer: a dotted line this far above the suggested stage's level.
+SUGGESTION_OFFSET = 0.25
+SUGGESTION_COLOUR = "#D080FF"
 _TICKS = [(6.0, "A"), (5.0, "W"), (4.0, "R"), (3.0, "N1"), (2.0, "N2"), (1.0, "N3")]
 
 
@@ -53,6 +60,11 @@ class HypnogramView(QWidget):
                                      connect="pairs")
             self.stage_curves[stage] = curve
             self.plot.addItem(curve)
+        self.suggestion_line = pg.PlotCurveItem(
+            pen=pg.mkPen(SUGGESTION_COLOUR, width=1.5, style=Qt.PenStyle.DotLine),
+            connect="finite")
+        self.suggestion_line.setZValue(40)
+        self.plot.addItem(self.suggestion_line)
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2))
         self.marker.setZValue(50)
         self.plot.addItem(self.marker, ignoreBounds=True)
@@ -61,6 +73,8 @@ class HypnogramView(QWidget):
         self._levels = np.zeros(0)
         self._step_x = np.zeros(0)
         self._step_y = np.zeros(0)
+        self._suggested: list[Stage | None] = []
+        self._suggestion_y = np.zeros(0)
         self.current: int | None = None
 
     # -- data --------------------------------------------------------------------------
@@ -83,6 +97,9 @@ class HypnogramView(QWidget):
         self._redraw_step()
         for stage in self.stage_curves:
             self._redraw_stage(stage)
+        self._suggested = [None] * n
+        self._suggestion_y = np.full(2 * n, np.nan)
+        self._redraw_suggestions()
         full = max(n, 1) * EPOCH_SECONDS
         self.viewbox.setLimits(xMin=0, xMax=full, minXRange=min(full, 10 * EPOCH_SECONDS),
                                yMin=0.5, yMax=6.5)
@@ -106,6 +123,42 @@ class HypnogramView(QWidget):
         for changed in {old, stage}:
             if changed in self.stage_curves:
                 self._redraw_stage(changed)
+
+    # -- the model's suggestions ---------------------------------------------------------
+    def suggestions(self) -> list[Stage | None]:
+        """The suggested stage per epoch (None where the model has said nothing)."""
+        return list(self._suggested)
+
+    def set_suggestions(self, suggested: dict[int, Stage | None]) -> None:
+        """Show the model's suggestions (epoch -> stage); every other epoch has none."""
+        n = self.n_epochs
+        self._suggested = [None] * n
+        self._suggestion_y = np.full(2 * n, np.nan)
+        for epoch, stage in suggested.items():
+            if 0 <= epoch < n:
+                self._put_suggestion(epoch, stage)
+        self._redraw_suggestions()
+
+    def set_suggestion(self, epoch: int, stage: Stage | None) -> None:
+        """One suggestion arrived (or changed): update the layer in place."""
+        if 0 <= epoch < self.n_epochs:
+            self._put_suggestion(epoch, stage)
+            self._redraw_suggestions()
+
+    def clear_suggestions(self) -> None:
+        self.set_suggestions({})
+
+    def _put_suggestion(self, epoch: int, stage: Stage | None) -> None:
+        self._suggested[epoch] = stage
+        level = STAGE_LEVELS.get(stage, np.nan) if stage is not None else np.nan
+        self._suggestion_y[2 * epoch] = self._suggestion_y[2 * epoch + 1] = \
+            level + SUGGESTION_OFFSET
+
+    def _redraw_suggestions(self) -> None:
+        if np.isnan(self._suggestion_y).all():
+            self.suggestion_line.setData([], [])
+        else:
+            self.suggestion_line.setData(self._step_x, self._suggestion_y)
 
     def set_current(self, epoch: int) -> None:
         self.current = int(epoch)

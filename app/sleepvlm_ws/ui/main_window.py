@@ -1,7 +1,8 @@
 """MainWindow: the waveform above, the hypnogram below, an AI panel on the right.
 
 The window presents a ScoringSession and forwards the technologist's keys and clicks to it;
-every scoring rule lives in the core.
+every scoring rule lives in the core. The model features (load a pack, score the night, accept
+or override a suggestion) are wired in ``ai_review.AIReview``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ..core.montage import Montage
 from ..core.session import ScoringSession
 from ..core.stages import Stage
 from ..errors import InputError
+from .ai_panel import NO_MODEL_TEXT  # noqa: F401 - re-exported (tests, app)
+from .ai_review import AIReview
 from .exporting import DEFAULT_FORMAT, export_filters, export_session, format_for
 from .hypnogram_view import HypnogramView
 from .loader import RecordingLoader
@@ -26,7 +29,6 @@ from .recent import add_recent, load_recent
 from .waveform_view import WaveformView
 
 APP_NAME = "SleepVLM Workstation"
-NO_MODEL_TEXT = "No model loaded — manual scoring"
 #: Scoring keys as in the tools technologists know (each scores the epoch and advances).
 SCORING_KEYS: dict[Stage, tuple[str, ...]] = {
     Stage.W: ("W", "0"), Stage.N1: ("1",), Stage.N2: ("2",), Stage.N3: ("3",),
@@ -68,10 +70,8 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
-        self.ai_panel = QLabel(NO_MODEL_TEXT)
-        self.ai_panel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.ai_panel.setWordWrap(True)
-        self.ai_panel.setMargin(8)
+        self.ai = AIReview(self)
+        self.ai_panel = self.ai.panel
         self.ai_dock = QDockWidget("AI suggestion", self)
         self.ai_dock.setObjectName("ai_suggestion")
         self.ai_dock.setWidget(self.ai_panel)
@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.hypnogram.epoch_clicked.connect(self._on_hypnogram_click)
         self.menu_actions: dict[str, QAction] = {}
         self._build_menus()
+        self.ai.install_status_widgets(self.statusBar())
         self._update_enabled()
         self._update_title()
         self.resize(1400, 900)
@@ -129,6 +130,14 @@ class MainWindow(QMainWindow):
         self._action(nav, "first", "First epoch", lambda: self.go_to(0), ["Home"])
         self._action(nav, "last", "Last epoch", lambda: self.go_to(10**9), ["End"])
 
+        score_menu.addSeparator()
+        self._action(score_menu, "accept_ai", "&Accept the AI suggestion", self.ai.accept,
+                     ["Return", "Enter"])
+        self._action(score_menu, "override_ai", "&Override the AI suggestion (then a stage key)",
+                     self.ai.arm_override, ["O"])
+        self._action(score_menu, "cancel_override", "Cancel the override", self.ai.cancel_override,
+                     ["Esc"])
+
         study_menu = bar.addMenu("&Study")
         self._action(study_menu, "montage", "&Montage…", self.open_montage_dialog)
         self._action(study_menu, "undo", "&Undo", self.undo, [QKeySequence.StandardKey.Undo])
@@ -155,6 +164,16 @@ class MainWindow(QMainWindow):
                      self.waveform.set_show_other_channels, checkable=True)
         view.addAction(self.ai_dock.toggleViewAction())
 
+        model_menu = bar.addMenu("&Model")
+        self._action(model_menu, "load_model", "&Load model pack…", self.ai.choose_pack)
+        self._action(model_menu, "score_night", "&Score night", self.ai.score_night)
+        self._action(model_menu, "pause_run", "&Pause", self.ai.set_paused, checkable=True)
+        self._action(model_menu, "cancel_run", "&Cancel", self.ai.cancel_run)
+        model_menu.addSeparator()
+        self._action(model_menu, "explain", "&Explain this epoch", self.ai.explain, ["E"])
+        model_menu.addSeparator()
+        self._action(model_menu, "model_settings", "S&ettings…", self.ai.open_settings)
+
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "shortcuts", "&Keyboard shortcuts", self.show_shortcuts, ["F1"])
 
@@ -174,6 +193,7 @@ class MainWindow(QMainWindow):
             if name.startswith("score_") or name in ("previous", "next", "first", "last",
                                                      "undo", "montage", "export", "close"):
                 action.setEnabled(has)
+        self.ai.update_actions()
 
     def _update_title(self) -> None:
         if self.session is None:
@@ -213,6 +233,7 @@ class MainWindow(QMainWindow):
         self.hypnogram.set_night(session.stages(), session.recording.start)
         self._on_epoch_changed(session.epoch)
         add_recent(session.recording.path, session.study.path)
+        self.ai.session_opened(session)
         self._update_enabled()
         self._update_title()
 
@@ -227,6 +248,7 @@ class MainWindow(QMainWindow):
         session.epoch_changed.disconnect(self._on_epoch_changed)
         session.stage_changed.disconnect(self._on_stage_changed)
         session.montage_changed.disconnect(self._on_montage_changed)
+        self.ai.session_closing()
         self.waveform.set_source(None, None)
         self.hypnogram.clear_night()
         try:
@@ -242,6 +264,7 @@ class MainWindow(QMainWindow):
         self.loader.wait()                             # a load under way finishes first,
         QCoreApplication.sendPostedEvents(self.loader)  # and its session is closed at once
         self.close_session()
+        self.ai.shutdown()                             # the model's thread ends with the window
         super().closeEvent(event)
 
     def show_error(self, title: str, message: str) -> None:
@@ -256,6 +279,8 @@ class MainWindow(QMainWindow):
         self.waveform.show_epoch(epoch)
         self.hypnogram.set_current(epoch)
         self._update_status()
+        if self.session is not None:
+            self.ai.epoch_changed(epoch)
 
     def _on_stage_changed(self, epoch: int, stage: Stage) -> None:
         self.hypnogram.set_stage(epoch, stage)
@@ -279,6 +304,9 @@ class MainWindow(QMainWindow):
             return None
 
     def score(self, stage: Stage) -> None:
+        if self.ai.override_armed:       # O, then a stage key: the technologist's stage
+            self._forward(lambda: self.ai.override_with(stage))
+            return
         self._forward(lambda: self.session.score(stage))
 
     def step(self, delta: int) -> None:
@@ -304,6 +332,10 @@ class MainWindow(QMainWindow):
 
     def set_montage(self, montage: Montage) -> None:
         self._forward(lambda: self.session.set_montage(montage))
+
+    def load_model(self, pack_dir: str | Path) -> bool:
+        """Load a model pack in the background (verified first; errors go to the error dialog)."""
+        return self.ai.load_model(pack_dir)
 
     def choose_export(self) -> None:
         if self.session is None:

@@ -1,0 +1,274 @@
+"""A model served elsewhere: an OpenAI-compatible ``/v1/chat/completions`` endpoint
+(llama-cpp-python's or llama.cpp's server, vLLM) used exactly like the local runtime.
+
+``RemoteRuntime`` sends the same request the local runtime builds (``request.build_messages``:
+the pack's system prompt, then the three labelled epoch images as PNG data URIs) with the same
+decoding: temperature 0, top_p 0.8, no repetition penalty, a fixed seed, 128 new tokens for
+the fast pass and 1024 with the rationale. The answer is read by ``answer.parse_answer``, so a
+remote answer and a local one are stored alike.
+
+The answer constraint goes the way the server understands it:
+
+- ``grammar=True`` (default) puts the GBNF grammar (``grammar.answer_gbnf``, the local
+  runtime's) in the body as ``grammar``: llama-cpp-python's and llama.cpp's servers apply it;
+- ``response_format="json_object"`` also sends ``{"type": "json_object", "schema": ...}``
+  (llama-cpp-python then builds its own grammar from the schema and uses that instead of
+  ``grammar``); ``"json_schema"`` sends the OpenAI form vLLM reads.
+
+Only the standard library talks to the server (``urllib``); every request has a timeout, and
+every failure becomes one line (``RemoteServerError``) naming the server.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+from .answer import parse_answer
+from .grammar import answer_gbnf, answer_schema
+from .model_pack import SLEEPVLM_RULE_IDS, verify_pack
+from .request import EDGE_FLAG, EpochImages, build_messages
+from .runtime import FAST_MAX_TOKENS, RATIONALE_MAX_TOKENS, SEED, TEMPERATURE, TOP_P, RuntimeAnswer
+
+DEFAULT_TIMEOUT_S = 300.0
+RESPONSE_FORMATS = (None, "json_object", "json_schema")
+_MAX_ERROR_CHARS = 200
+
+__all__ = ["RemoteRuntime", "RemoteServerError", "DEFAULT_TIMEOUT_S"]
+
+
+class RemoteServerError(InputError):
+    """The AI server cannot be reached, refuses the request, or answers something unreadable."""
+
+
+class RemoteRuntime:
+    """A SleepVLM model behind an OpenAI-compatible server.
+
+    ``base_url``: the server, e.g. ``http://127.0.0.1:8080`` (``/v1`` may be included).
+    ``model``: the served model's name (default: the first one the server lists).
+    ``system_prompt`` and ``rule_ids``: the model pack's prompt and rule vocabulary
+    (``from_pack`` reads them from a pack). ``model_id``: the key its suggestions are stored
+    under (default ``remote:<model name>``; give the pack's LM SHA-256 when the server is known
+    to run that very file, so its suggestions and the local runtime's are one layer).
+    """
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_S, *, system_prompt: str,
+                 rule_ids: Iterable[str] = SLEEPVLM_RULE_IDS, grammar: bool = True,
+                 response_format: str | None = None, model_id: str | None = None):
+        self.base_url = _check_url(base_url)
+        if not isinstance(system_prompt, str) or not system_prompt.strip():
+            raise ValueError("a system prompt is required (the model pack's prompt file)")
+        if response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, "
+                             f"not {response_format!r}")
+        timeout = float(timeout)
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.system_prompt = system_prompt
+        self.rule_ids = tuple(rule_ids)
+        self.use_grammar = bool(grammar)
+        self.response_format = response_format
+        self._model_id = model_id
+        self._lock = threading.Lock()
+        self._grammar = {coarse: answer_gbnf(coarse, self.rule_ids) for coarse in (True, False)}
+        self._schema = {coarse: answer_schema(coarse, self.rule_ids) for coarse in (True, False)}
+
+    @classmethod
+    def from_pack(cls, base_url: str, pack_dir: str | Path, **kwargs) -> "RemoteRuntime":
+        """Prompt and rule vocabulary from a verified model pack (weights served elsewhere)."""
+        manifest = verify_pack(pack_dir)
+        return cls(base_url, system_prompt=manifest.system_prompt(),
+                   rule_ids=manifest.rule_vocabulary, **kwargs)
+
+    # -- identity ------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """How the model is named to the user: ``name at server``."""
+        return f"{self.model or 'model'} at {self.base_url}"
+
+    @property
+    def model_id(self) -> str:
+        if self._model_id is None:
+            self._model_id = f"remote:{self.served_model()}"
+        return self._model_id
+
+    def served_model(self) -> str:
+        """The model name requests carry: as given, else the first the server lists."""
+        with self._lock:
+            if self.model is None:
+                reply = self._call("GET", "models", None)
+                try:
+                    self.model = str(reply["data"][0]["id"])
+                except (KeyError, IndexError, TypeError):
+                    raise self._error("its model list is not an OpenAI model list") from None
+            return self.model
+
+    def models(self) -> list[str]:
+        """Every model name the server lists (``GET /v1/models``)."""
+        reply = self._call("GET", "models", None)
+        try:
+            return [str(m["id"]) for m in reply["data"]]
+        except (KeyError, TypeError):
+            raise self._error("its model list is not an OpenAI model list") from None
+
+    # -- inference ----------------------------------------------------------------------
+    def request_body(self, images: EpochImages, *, rationale: bool,
+                     max_tokens: int | None = None) -> dict:
+        """The JSON body ``suggest`` posts (kept separate so it can be inspected)."""
+        coarse = not rationale
+        body: dict = {
+            "model": self.served_model(),
+            "messages": build_messages(self.system_prompt, images),
+            "temperature": TEMPERATURE,
+            "top_p": TOP_P,
+            "max_tokens": int(max_tokens or (RATIONALE_MAX_TOKENS if rationale
+                                             else FAST_MAX_TOKENS)),
+            "seed": SEED,
+            "stream": False,
+            # no repetition penalty: llama-cpp-python's server defaults to 1.1 (applied even
+            # when greedy); vLLM calls it repetition_penalty
+            "repeat_penalty": 1.0,
+            "repetition_penalty": 1.0,
+        }
+        if self.use_grammar:
+            body["grammar"] = self._grammar[coarse]
+        if self.response_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": self._schema[coarse]}
+        elif self.response_format == "json_schema":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "sleepvlm_answer", "schema": self._schema[coarse], "strict": True}}
+        return body
+
+    def suggest(self, images: EpochImages, *, rationale: bool,
+                max_tokens: int | None = None) -> RuntimeAnswer:
+        """The model's answer for ``images.target`` (fast pass, or with ``rationale``)."""
+        if not isinstance(images, EpochImages):
+            raise TypeError("suggest() needs EpochImages")
+        body = self.request_body(images, rationale=rationale, max_tokens=max_tokens)
+        t0 = time.perf_counter()
+        reply = self._call("POST", "chat/completions", body)
+        seconds = time.perf_counter() - t0
+        try:
+            choice = reply["choices"][0]
+            raw = choice["message"].get("content") or ""
+            usage = reply.get("usage") or {}
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            raise self._error("its reply is not an OpenAI chat completion") from None
+        if not isinstance(raw, str):
+            raise self._error("its reply is not an OpenAI chat completion")
+        answer = parse_answer(raw, rules=self.rule_ids)
+        if images.edge and EDGE_FLAG not in answer.flags:
+            answer.flags.append(EDGE_FLAG)
+        return RuntimeAnswer(answer=answer, raw=raw, prompt_tokens=prompt_tokens,
+                             completion_tokens=completion_tokens, seconds=seconds,
+                             finish_reason=str(choice.get("finish_reason") or ""))
+
+    def close(self) -> None:
+        """Nothing is held open between requests."""
+
+    def __enter__(self) -> "RemoteRuntime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def _call(self, method: str, endpoint: str, body: dict | None) -> dict:
+        url = f"{self.base_url}/v1/{endpoint}"
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise self._http_error(exc) from None
+        except (TimeoutError, socket.timeout):
+            raise self._error(f"no answer within {self.timeout:g} s") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise self._error(f"no answer within {self.timeout:g} s") from None
+            why = getattr(reason, "strerror", None) or str(reason)
+            raise self._error(f"cannot reach the AI server ({why})") from None
+        except (ConnectionError, OSError) as exc:
+            raise self._error(f"the connection failed ({exc.strerror or exc})") from None
+        try:
+            reply = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise self._error("its reply is not JSON") from None
+        if not isinstance(reply, dict):
+            raise self._error("its reply is not a JSON object")
+        return reply
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> RemoteServerError:
+        try:
+            text = exc.read().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        detail = _error_detail(text)
+        if exc.code in (401, 403):
+            return self._error(f"the server refused the request (HTTP {exc.code}: check the "
+                               f"API key){': ' + detail if detail else ''}")
+        return self._error(f"the server answered HTTP {exc.code}"
+                           f"{': ' + detail if detail else ''}")
+
+    def _error(self, problem: str) -> RemoteServerError:
+        return RemoteServerError(None, f"{self.base_url}: {problem}")
+
+
+def _check_url(base_url: object) -> str:
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise RemoteServerError(None, "no AI server address given")
+    url = base_url.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RemoteServerError(None, f"{base_url}: not an http(s) server address")
+    if "@" in parts.netloc:
+        raise RemoteServerError(None, "a server address takes no user name or password "
+                                      "(give the API key separately)")
+    if parts.query or parts.fragment:
+        raise RemoteServerError(None, f"{base_url}: a server address takes no query or fragment")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def _error_detail(text: str) -> str:
+    """The useful part of an error body (OpenAI ``error.message`` or FastAPI ``detail``)."""
+    detail: object = text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            detail = err["message"]
+        elif isinstance(err, str):
+            detail = err
+        elif data.get("detail"):
+            detail = data["detail"]
+        elif data.get("message"):
+            detail = data["message"]
+    line = " ".join(str(detail).split())
+    return line if len(line) <= _MAX_ERROR_CHARS else line[:_MAX_ERROR_CHARS] + "\u2026"

@@ -1,0 +1,277 @@
+"""The whole-night AI scoring run: every epoch of a recording through the model, each answer
+stored in the study as a suggestion the moment it is produced.
+
+``ScoringRun`` is Qt-free; the CLI runs it in the main thread, the GUI from a worker thread.
+It opens its own connection to the study (an SQLite connection belongs to one thread) and
+asks the study which epochs still lack an answer for (model id, renderer version, pass), so
+a run that crashed, was killed or was cancelled resumes where it stopped and never asks the
+model twice for the same epoch. The fast pass (stage + rule IDs) covers the night first;
+``rationale="all"`` then adds a second pass asking for the reasoning.
+
+Each request carries three images (preceding, target, following epoch); each image is
+rendered once and kept in a small LRU for the two other requests it appears in. An epoch
+with no signal in its target window is skipped: nothing stored, counted. The run is audited
+once when it starts and once when it ends (``core.suggestions``), never per epoch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import request as _request
+from .montage import ROLES, Montage, read_role
+from .render import PAD_S, RENDERER_VERSION, EpochWindow, epoch_window_span, render_png
+from .study import Study
+from .suggestions import (FAST, RATIONALE, SuggestionStore, record_run_finished,
+                          record_run_started)
+
+RATIONALE_MODES = ("none", "all")
+ACTOR = "sleepvlm-ws"
+IMAGE_CACHE_SIZE = 6          # the three images of a request plus a little slack
+ETA_WINDOW = 16               # epochs in the moving average behind the ETA
+# Before the first rationale answer, a rationale is guessed to cost this many fast answers
+# (about 5.7x measured on the GPU: 1.36 s vs 0.24 s per request).
+RATIONALE_COST_GUESS = 5.0
+_PAUSE_POLL_S = 0.1
+
+ProgressCallback = Callable[[int, int, "float | None"], Any]
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``outcome``: completed, cancelled, failed or interrupted (Ctrl-C)."""
+
+    model_id: str
+    renderer_version: str
+    outcome: str = "failed"
+    stored: dict[str, int] = field(default_factory=lambda: {FAST: 0, RATIONALE: 0})
+    already_stored: dict[str, int] = field(default_factory=lambda: {FAST: 0, RATIONALE: 0})
+    skipped_no_signal: int = 0     # epochs (counted once) with no signal to score
+    model_calls: int = 0
+    model_seconds: dict[str, float] = field(default_factory=lambda: {FAST: 0.0, RATIONALE: 0.0})
+    seconds: float = 0.0           # wall time of the whole run
+    epochs_done: int = 0           # epochs handled (scored or skipped) in this run
+    epochs_total: int = 0          # epochs this run set out to handle
+    images_rendered: int = 0       # epoch images drawn (each serves up to three requests)
+
+    def per_epoch_s(self, pass_name: str = FAST) -> float | None:
+        """Mean model seconds per scored epoch in ``pass_name`` (None if none was scored)."""
+        n = self.stored.get(pass_name, 0)
+        return self.model_seconds[pass_name] / n if n else None
+
+    def counts(self) -> dict:
+        """The audit payload's counts."""
+        return {"stored": dict(self.stored), "already_stored": dict(self.already_stored),
+                "skipped_no_signal": self.skipped_no_signal, "model_calls": self.model_calls,
+                "epochs_done": self.epochs_done, "epochs_total": self.epochs_total,
+                "images_rendered": self.images_rendered, "seconds": round(self.seconds, 3)}
+
+
+def read_epoch_window(recording, montage: Montage, epoch: int) -> EpochWindow:
+    """Raw samples of every role around ``epoch`` (the renderer's input)."""
+    span = epoch_window_span(epoch, recording.duration_s)
+    signals = {}
+    for role in ROLES:
+        derivation = montage.roles.get(role)
+        signals[role] = (None if derivation is None
+                         else read_role(recording, derivation, span.start_s, span.stop_s))
+    return EpochWindow(signals, pad_s=PAD_S, pad_before_s=span.pad_before_s,
+                       pad_after_s=span.pad_after_s)
+
+
+class EpochImageCache:
+    """Epoch -> (PNG bytes, has signal), rendered once, least recently used dropped."""
+
+    def __init__(self, recording, montage: Montage, size: int = IMAGE_CACHE_SIZE):
+        self.recording, self.montage, self.size = recording, montage, max(3, int(size))
+        self._items: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()
+        self.renders = 0
+
+    def get(self, epoch: int) -> tuple[bytes, bool]:
+        item = self._items.get(epoch)
+        if item is not None:
+            self._items.move_to_end(epoch)
+            return item
+        window = read_epoch_window(self.recording, self.montage, epoch)
+        item = (render_png(window), bool(_request.epoch_has_signal(window)))
+        self.renders += 1
+        self._items[epoch] = item
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return item
+
+    def request_images(self, epoch: int, n_epochs: int) -> "_request.EpochImages":
+        """The three images of the request for ``epoch`` (blank beyond the recording)."""
+        prev = self.get(epoch - 1)[0] if epoch > 0 else None
+        target = self.get(epoch)[0]
+        nxt = self.get(epoch + 1)[0] if epoch + 1 < n_epochs else None
+        return _request.request_images(prev, target, nxt)
+
+
+class _Eta:
+    """Seconds left, from a moving average of recent epochs in each pass."""
+
+    def __init__(self):
+        self._recent = {FAST: deque(maxlen=ETA_WINDOW), RATIONALE: deque(maxlen=ETA_WINDOW)}
+
+    def add(self, pass_name: str, seconds: float) -> None:
+        self._recent[pass_name].append(seconds)
+
+    def estimate(self, left: dict[str, int]) -> float | None:
+        mean = {p: (sum(d) / len(d) if d else None) for p, d in self._recent.items()}
+        if mean[RATIONALE] is None and mean[FAST] is not None:
+            mean[RATIONALE] = mean[FAST] * RATIONALE_COST_GUESS
+        total = 0.0
+        for pass_name, n in left.items():
+            if n:
+                if mean[pass_name] is None:
+                    return None
+                total += n * mean[pass_name]
+        return total
+
+
+class ScoringRun:
+    """Score a recording's epochs with ``runtime`` (``LocalRuntime`` or ``RemoteRuntime``:
+    anything with ``model_id`` and ``suggest(images, *, rationale)``), storing each answer in
+    the study at ``study_path``. ``run`` may be called from a worker thread: it opens its own
+    study connection there, and calls ``progress`` from that thread (a GUI forwards it to its
+    own thread with a queued signal).
+
+    ``epochs``: which epochs (default all). ``rationale``: "none" (fast pass only) or "all"
+    (then a second pass adds the reasoning). ``actor``: who the audit events name.
+    ``max_tokens``: pass -> new-token budget, where the runtime's default (128 fast, 1024
+    with the rationale) is not wanted; an answer cut short is stored flagged ``truncated``.
+    """
+
+    def __init__(self, recording, montage: Montage, study_path: str | Path, runtime, *,
+                 rationale: str = "none", epochs: Iterable[int] | None = None,
+                 actor: str = ACTOR, image_cache_size: int = IMAGE_CACHE_SIZE,
+                 max_tokens: dict[str, int] | None = None):
+        if rationale not in RATIONALE_MODES:
+            raise ValueError(f"rationale must be one of {', '.join(RATIONALE_MODES)}, "
+                             f"not {rationale!r}")
+        if not isinstance(montage, Montage):
+            raise TypeError("montage must be a Montage")
+        self.recording = recording
+        self.montage = montage
+        self.study_path = Path(study_path)
+        self.runtime = runtime
+        self.rationale = rationale
+        self.epochs = None if epochs is None else sorted(set(int(e) for e in epochs))
+        self.actor = actor
+        self.image_cache_size = image_cache_size
+        self.passes = (FAST, RATIONALE) if rationale == "all" else (FAST,)
+        self.max_tokens = dict(max_tokens or {})
+        self.summary: RunSummary | None = None
+
+    def run(self, progress: ProgressCallback | None = None,
+            pause_event: threading.Event | None = None,
+            cancel_event: threading.Event | None = None) -> RunSummary:
+        """Score what is still missing; return what was done. ``progress(done, total, eta_s)``
+        is called after each epoch (eta_s None until there is something to go by). Setting
+        ``cancel_event`` stops before the next epoch; ``pause_event`` holds the run while set."""
+        started = time.monotonic()
+        model_id = str(self.runtime.model_id)
+        summary = RunSummary(model_id, RENDERER_VERSION)
+        self.summary = summary
+        study = Study.open(self.study_path)
+        try:
+            store = SuggestionStore(study)
+            n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
+            wanted = [e for e in (self.epochs if self.epochs is not None else range(n_epochs))
+                      if 0 <= e < n_epochs]
+            todo = {p: store.missing_epochs(model_id, RENDERER_VERSION, p, wanted)
+                    for p in self.passes}
+            for p in self.passes:
+                summary.already_stored[p] = len(wanted) - len(todo[p])
+            summary.epochs_total = sum(len(v) for v in todo.values())
+            record_run_started(study, model_id=model_id, renderer_version=RENDERER_VERSION,
+                               passes=self.passes,
+                               epochs_to_score={p: len(v) for p, v in todo.items()},
+                               actor=self.actor,
+                               details={"epochs_requested": len(wanted),
+                                        "model_label": str(getattr(self.runtime, "label", "")
+                                                           or model_id)})
+            try:
+                self._score(store, n_epochs, todo, summary, progress, pause_event, cancel_event)
+            except BaseException as exc:
+                summary.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                summary.seconds = time.monotonic() - started
+                _log_end_quietly(study, summary, self.actor)
+                raise
+            summary.seconds = time.monotonic() - started
+            record_run_finished(study, model_id=model_id, renderer_version=RENDERER_VERSION,
+                                outcome=summary.outcome, counts=summary.counts(),
+                                actor=self.actor)
+        finally:
+            study.close()
+        return summary
+
+    # -- internals ---------------------------------------------------------------------
+    def _score(self, store, n_epochs, todo, summary, progress, pause_event, cancel_event):
+        images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
+        eta = _Eta()
+        left = {p: len(v) for p, v in todo.items()}
+        no_signal: set[int] = set()
+        if progress is not None:
+            progress(0, summary.epochs_total, None)
+        for pass_name in self.passes:
+            for epoch in todo[pass_name]:
+                if _held(pause_event, cancel_event):
+                    summary.outcome = "cancelled"
+                    return
+                t0 = time.monotonic()
+                has_signal = images.get(epoch)[1]
+                summary.images_rendered = images.renders
+                if not has_signal:
+                    no_signal.add(epoch)
+                    summary.skipped_no_signal = len(no_signal)
+                else:
+                    request = images.request_images(epoch, n_epochs)
+                    if pass_name in self.max_tokens:
+                        answer = self.runtime.suggest(request, rationale=pass_name == RATIONALE,
+                                                      max_tokens=self.max_tokens[pass_name])
+                    else:
+                        answer = self.runtime.suggest(request, rationale=pass_name == RATIONALE)
+                    summary.model_calls += 1
+                    summary.images_rendered = images.renders
+                    if store.put(epoch, answer.answer, model_id=summary.model_id,
+                                 renderer_version=summary.renderer_version, pass_name=pass_name,
+                                 prompt_tokens=answer.prompt_tokens,
+                                 completion_tokens=answer.completion_tokens,
+                                 seconds=answer.seconds):
+                        summary.stored[pass_name] += 1
+                        summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
+                eta.add(pass_name, time.monotonic() - t0)
+                left[pass_name] -= 1
+                summary.epochs_done += 1
+                if progress is not None:
+                    progress(summary.epochs_done, summary.epochs_total, eta.estimate(left))
+        summary.outcome = "completed"
+
+
+def _held(pause_event, cancel_event) -> bool:
+    """Wait while paused; True when the run is to stop."""
+    while pause_event is not None and pause_event.is_set():
+        if cancel_event is not None and cancel_event.is_set():
+            return True
+        if cancel_event is not None:
+            cancel_event.wait(_PAUSE_POLL_S)
+        else:
+            time.sleep(_PAUSE_POLL_S)
+    return cancel_event is not None and cancel_event.is_set()
+
+
+def _log_end_quietly(study: Study, summary: RunSummary, actor: str) -> None:
+    """Audit a failed run's end without hiding the failure itself."""
+    try:
+        record_run_finished(study, model_id=summary.model_id,
+                            renderer_version=summary.renderer_version, outcome=summary.outcome,
+                            counts=summary.counts(), actor=actor)
+    except Exception:
+        pass

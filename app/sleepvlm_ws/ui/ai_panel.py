@@ -1,0 +1,324 @@
+"""AIPanel: what the model suggests for the epoch on screen, and the technologist's answer to it.
+
+Shows the model (name, version), the suggested stage in large type, one chip per cited rule
+(its tooltip is the rule's title and text from the catalogue; an unknown rule or one that does
+not belong to the suggested stage is flagged), the rationale and, in plain words, anything the
+answer needed: a repair to be read, a flag. Buttons: Accept (Enter), Override (O, then a stage
+key, then a note saying why) and Explain (ask the model for this epoch's rationale now).
+
+Nothing the model wrote is ever shown as HTML: stage, rules, flags and rationale go into
+widgets set as plain text (the rationale through ``QTextEdit.setPlainText``), and the rule
+tooltips escape the IDs they quote.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Callable, Mapping
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
+                               QPushButton, QSizePolicy, QTextEdit, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from ..core.rules import Rule
+from ..core.stages import Stage
+from ..core.suggestions import RATIONALE_DISAGREES, Suggestion
+
+NO_MODEL_TEXT = "No model loaded — manual scoring"
+NOT_SCORED_TEXT = "Not scored by the model yet"
+LOADING_TEXT = "Loading the model…"
+NO_RECORDING_TEXT = "Open a recording to see the model's suggestions"
+CHIPS_PER_ROW = 4
+
+CHIP_STYLE = ("QToolButton { border: 1px solid #5080b0; border-radius: 8px; padding: 2px 8px; }"
+              "QToolButton[flagged=\"true\"] { border: 2px solid #e04040; color: #e04040; }")
+
+#: note_provider(panel, stage, suggestion) -> the note, or None when the technologist cancels.
+NoteProvider = Callable[[QWidget, Stage, Suggestion], "str | None"]
+
+_REPAIRS = {
+    "code_fence": "code fence", "surrounding_text": "text around the answer",
+    "smart_quotes": "smart quotes", "single_quotes": "single quotes",
+    "trailing_comma": "trailing comma", "extra_comma": "extra comma",
+    "missing_comma": "missing comma", "unquoted_key": "unquoted key",
+    "unquoted_value": "unquoted value", "equals_for_colon": "'=' for ':'",
+    "python_literals": "Python literals", "unescaped_quote": "unescaped quote",
+    "control_characters": "control characters", "invalid_escape": "invalid escape",
+    "lone_surrogate": "broken character", "key_normalised": "key spelling",
+    "rules_string": "rules as one string", "rule_id_normalised": "rule ID spelling",
+    "duplicate_rule": "a rule cited twice", "incomplete_rule_dropped": "an unfinished rule dropped",
+    "stage_normalised": "stage spelling",
+}
+
+
+def describe_repairs(repaired) -> str | None:
+    """``parsed after repair: smart quotes, trailing comma`` (None when nothing was repaired)."""
+    if not repaired:
+        return None
+    items = repaired if isinstance(repaired, (list, tuple)) else [repaired]
+    words = []
+    for item in items:
+        name, _, detail = str(item).partition(":")
+        if name == "key_alias":
+            words.append(f"field name {detail}")
+        elif name == "ignored_key":
+            words.append(f"extra field {detail} ignored")
+        else:
+            words.append(_REPAIRS.get(name, name.replace("_", " ")))
+    return "parsed after repair: " + ", ".join(words)
+
+
+def describe_flag(flag: str, suggestion: Suggestion, *, from_rationale: bool = False) -> str:
+    """One flag in the clinic's words, e.g. ``rule R.1 does not belong to N2``.
+
+    ``from_rationale``: the flag is the rationale answer's (its stage is the one it named)."""
+    name, _, detail = str(flag).partition(":")
+    named = suggestion.rationale_pass_stage if from_rationale else suggestion.stage
+    stage = named.value if named is not None else "the stage"
+    if name == "rule_stage_mismatch":
+        return f"rule {detail} does not belong to {stage}"
+    if name == "unknown_rule":
+        return f"rule {detail} is not in the rule catalogue"
+    if name == "invalid_stage":
+        return f"not a sleep stage: {detail}"
+    if name == RATIONALE_DISAGREES:
+        other = suggestion.rationale_pass_stage
+        named = other.value if other is not None else "no stage"
+        return f"the rationale names {named}, the fast answer {stage}"
+    texts = {
+        "edge_epoch": "judged without a neighbouring epoch (recording edge or gap)",
+        "truncated": "the answer was cut off",
+        "no_json": "no answer could be read",
+        "missing_stage": "the answer names no stage",
+        "missing_rules": "the answer cites no rules",
+        "too_many_rules": "too many rules cited",
+        "multiple_objects": "more than one answer given",
+        "top_level_array": "the answer was wrapped in a list",
+        "duplicate_key": f"field {detail} given twice",
+        "wrong_type": f"field {detail} has the wrong type",
+        "parser_error": "the answer could not be read (parser error)",
+    }
+    return texts.get(name, str(flag).replace("_", " "))
+
+
+def rationale_only_flags(merged: Suggestion, fast: Suggestion | None) -> tuple[str, ...]:
+    """The flags of a merged suggestion (``SuggestionStore.get``) that only its rationale
+    answer carries, given the fast answer as stored (``get_pass(..., FAST)``)."""
+    if fast is None or merged.rationale is None or merged.pass_name != fast.pass_name:
+        return ()
+    return tuple(f for f in merged.flags if f not in fast.flags and f != RATIONALE_DISAGREES)
+
+
+def rule_tooltip(rule_id: str, rule: Rule | None) -> str:
+    """Rich text built only from escaped pieces: the rule's title and text, or why it is unknown."""
+    if rule is None:
+        return (f"<b>{html.escape(rule_id)}</b><br>Not a rule in the catalogue: the model cited "
+                f"something the rules do not define.")
+    return (f"<b>{html.escape(rule.id)} — {html.escape(rule.title)}</b><br>"
+            f"{html.escape(rule.text)}")
+
+
+def ask_note_dialog(parent: QWidget, stage: Stage, suggestion: Suggestion) -> str | None:
+    """The default note provider: a (modal) text input; None when cancelled."""
+    ai = suggestion.stage.label if suggestion.stage is not None else "no stage"
+    text, ok = QInputDialog.getText(
+        parent, "Override the AI suggestion",
+        f"Why {stage.label} and not the model's {ai}? (required)", QLineEdit.EchoMode.Normal, "")
+    return text if ok else None
+
+
+class AIPanel(QWidget):
+    """The right-hand dock's content. Buttons emit requests; the window does the work."""
+
+    accept_requested = Signal()
+    override_requested = Signal()
+    explain_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.note_provider: NoteProvider = ask_note_dialog
+        self.suggestion: Suggestion | None = None
+        self.chips: list[QToolButton] = []
+        self._has_model = False
+        self._explaining = False
+        self._override_armed = False
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        self.model_label = self._plain_label()
+        self.model_label.setStyleSheet("color: #909090;")
+        self.message = self._plain_label()
+        self.stage_label = self._plain_label()
+        big = QFont(self.stage_label.font())
+        big.setPointSize(max(big.pointSize(), 9) * 3)
+        big.setBold(True)
+        self.stage_label.setFont(big)
+        self.chip_box = QWidget()
+        self.chip_layout = QGridLayout(self.chip_box)
+        self.chip_layout.setContentsMargins(0, 0, 0, 0)
+        self.chip_layout.setAlignment(Qt.AlignmentFlag.AlignLeft)
+        self.flags_label = self._plain_label()
+        self.flags_label.setStyleSheet("color: #e0a040;")
+        self.rationale = QTextEdit()
+        self.rationale.setReadOnly(True)
+        self.rationale.setAcceptRichText(False)
+        self.rationale.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.rationale.setPlaceholderText("No rationale yet: Explain (E) asks the model why.")
+        self.rationale.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.accept_button = QPushButton("Accept (Enter)")
+        self.override_button = QPushButton("Override… (O)")
+        self.explain_button = QPushButton("Explain (E)")
+        for button, signal in ((self.accept_button, self.accept_requested),
+                               (self.override_button, self.override_requested),
+                               (self.explain_button, self.explain_requested)):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)   # keys go to the window's shortcuts
+            button.clicked.connect(lambda _=False, s=signal: s.emit())
+        buttons = QHBoxLayout()
+        for button in (self.accept_button, self.override_button, self.explain_button):
+            buttons.addWidget(button)
+        for widget in (self.model_label, self.message, self.stage_label, self.chip_box,
+                       self.flags_label):
+            layout.addWidget(widget)
+        layout.addWidget(self.rationale, 1)
+        layout.addLayout(buttons)
+        self.set_model(None)
+
+    @staticmethod
+    def _plain_label() -> QLabel:
+        label = QLabel()
+        label.setTextFormat(Qt.TextFormat.PlainText)
+        label.setWordWrap(True)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        return label
+
+    # -- what is shown -------------------------------------------------------------------
+    def text(self) -> str:
+        """One line saying what the panel shows (the message, or the suggestion)."""
+        if self.suggestion is None:
+            return self.message.text()
+        stage = self.stage_label.text()
+        rules = ", ".join(self.suggestion.rules) or "no rules"
+        return f"Suggested {stage} · {rules}"
+
+    def set_model(self, label: str | None, model_id: str | None = None) -> None:
+        """The loaded model (None: none, manual scoring)."""
+        self._has_model = label is not None
+        if label is None:
+            self.model_label.setText("")
+            self.model_label.hide()
+            self.set_message(NO_MODEL_TEXT)
+        else:
+            short = f" · id {model_id[:12]}" if model_id else ""
+            self.model_label.setText(f"Model: {label}{short}")
+            self.model_label.show()
+            self.set_message(NOT_SCORED_TEXT)
+
+    def set_message(self, text: str) -> None:
+        """Show a message instead of a suggestion."""
+        self.suggestion = None
+        self.message.setText(text)
+        self.message.show()
+        self.stage_label.hide()
+        self._set_chips([], None, [], {})
+        self.flags_label.hide()
+        self.rationale.clear()
+        self.rationale.hide()
+        self._explaining = False
+        self._update_buttons()
+
+    def show_suggestion(self, suggestion: Suggestion | None, rules: Mapping[str, Rule],
+                        rationale_flags: tuple[str, ...] = ()) -> None:
+        """The model's answer for the epoch on screen (None: it has not scored it yet).
+
+        ``rationale_flags``: those of ``suggestion.flags`` that only the rationale answer has
+        (a merged suggestion: stage and rules from the fast answer, reasoning from the other);
+        they are shown as the rationale answer's and do not flag the fast answer's rule chips.
+        """
+        if suggestion is None:
+            self.set_message(NOT_SCORED_TEXT if self._has_model else NO_MODEL_TEXT)
+            return
+        self.suggestion = suggestion
+        self.message.hide()
+        if suggestion.stage is not None:
+            self.stage_label.setText(suggestion.stage.label)
+        else:
+            self.stage_label.setText(f"? ({suggestion.stage_text or 'no stage'})")
+        self.stage_label.show()
+        own_flags = [f for f in suggestion.flags if f not in rationale_flags]
+        self._set_chips(list(suggestion.rules), suggestion, own_flags, rules)
+        notes = []
+        repaired = describe_repairs(suggestion.repaired)
+        if repaired:
+            notes.append(repaired)
+        notes += [describe_flag(f, suggestion) for f in own_flags]
+        notes += ["rationale answer: " + describe_flag(f, suggestion, from_rationale=True)
+                  for f in suggestion.flags if f in rationale_flags]
+        self.flags_label.setText("\n".join(notes))
+        self.flags_label.setVisible(bool(notes))
+        if suggestion.rationale is not None:
+            self.rationale.setPlainText(suggestion.rationale)   # plain text, never HTML
+            self._explaining = False
+        else:
+            self.rationale.clear()
+        self.rationale.show()
+        self._update_buttons()
+
+    def _set_chips(self, rule_ids: list[str], suggestion: Suggestion | None, flags: list[str],
+                   rules: Mapping[str, Rule]) -> None:
+        for chip in self.chips:
+            self.chip_layout.removeWidget(chip)
+            chip.deleteLater()
+        self.chips = []
+        flagged_ids = set()
+        for flag in flags:
+            name, _, detail = flag.partition(":")
+            if name in ("unknown_rule", "rule_stage_mismatch"):
+                flagged_ids.add(detail)
+        for i, rule_id in enumerate(rule_ids):
+            rule = rules.get(rule_id)
+            stage = suggestion.stage if suggestion is not None else None
+            flagged = (rule is None or rule_id in flagged_ids
+                       or (stage is not None and not rule.fits(stage)))
+            chip = QToolButton()
+            chip.setText(rule_id.replace("&", "&&"))
+            chip.setToolTip(rule_tooltip(rule_id, rule))
+            chip.setProperty("flagged", flagged)
+            chip.setStyleSheet(CHIP_STYLE)
+            chip.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            chip.setAutoRaise(False)
+            self.chip_layout.addWidget(chip, i // CHIPS_PER_ROW, i % CHIPS_PER_ROW)
+            self.chips.append(chip)
+        self.chip_box.setVisible(bool(self.chips))
+
+    # -- states while the technologist acts ---------------------------------------------
+    def set_explaining(self, on: bool) -> None:
+        self._explaining = bool(on)
+        if on:
+            self.rationale.show()
+            self.rationale.setPlaceholderText("Asking the model why…")
+        else:
+            self.rationale.setPlaceholderText("No rationale yet: Explain (E) asks the model why.")
+        self._update_buttons()
+
+    @property
+    def explaining(self) -> bool:
+        return self._explaining
+
+    def set_override_armed(self, on: bool) -> None:
+        self._override_armed = bool(on)
+        self.override_button.setText("Override: press W, 1, 2, 3 or R (Esc cancels)" if on
+                                     else "Override… (O)")
+        self._update_buttons()
+
+    def ask_note(self, stage: Stage, suggestion: Suggestion) -> str | None:
+        """Why the technologist overrides: from ``note_provider`` (a dialog unless replaced)."""
+        return self.note_provider(self, stage, suggestion)
+
+    def _update_buttons(self) -> None:
+        s = self.suggestion
+        self.accept_button.setEnabled(s is not None and s.stage is not None)
+        self.override_button.setEnabled(s is not None)
+        self.explain_button.setEnabled(self._has_model and not self._explaining
+                                       and (s is None or s.rationale is None))

@@ -1,0 +1,394 @@
+"""The window's model features: load a pack, score the night, review the suggestions.
+
+``AIReview`` ties the AI panel, the scoring worker, the hypnogram's suggestion layer and the
+open session together. Accept and Override go through ``core.suggestions`` (they write the
+decision with its source, ai_accepted / ai_overridden, and audit it with a reference to the
+suggestion); the session is then brought up to date and moves on like a stage key does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
+
+from ..core.render import RENDERER_VERSION
+from ..core.rules import load_rules
+from ..core.session import ScoringSession
+from ..core.stages import Stage
+from ..core.study import Decision
+from ..core.suggestions import FAST, Suggestion, SuggestionStore
+from ..errors import InputError
+from .ai_panel import LOADING_TEXT, NOT_SCORED_TEXT, AIPanel, rationale_only_flags
+from .scoring_worker import ScoringController, ScoringTarget
+from .settings_dialog import SettingsDialog, load_settings, save_settings
+
+MESSAGE_MS = 6000
+NOTE_REQUIRED = "An override needs a note saying why: nothing was recorded"
+
+
+def eta_text(seconds: float | None) -> str:
+    """``about 3 min left`` (or ``estimating…`` before the first epochs are timed)."""
+    if seconds is None:
+        return "estimating…"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"about {int(round(seconds))} s left"
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60:02d} min left"
+
+
+def summary_text(summary) -> str:
+    stored = sum(summary.stored.values())
+    text = {"completed": "AI scoring finished", "cancelled": "AI scoring cancelled"}.get(
+        summary.outcome, f"AI scoring {summary.outcome}")
+    text += f": {summary.epochs_done} of {summary.epochs_total} epochs done, {stored} stored"
+    if summary.skipped_no_signal:
+        text += f", {summary.skipped_no_signal} without signal skipped"
+    return text
+
+
+class AIReview(QObject):
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.panel = AIPanel()
+        self.controller = ScoringController(self)
+        self.settings = load_settings()
+        self.rules = load_rules()
+        self.override_armed = False
+        self.settings_dialog: SettingsDialog | None = None
+        self._explaining: set[int] = set()
+        self.last_summary = None
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(240)
+        self.progress_bar.setFormat("AI %v / %m epochs")
+        self.eta_label = QLabel()
+        self.pause_button = QToolButton()
+        self.cancel_button = QToolButton()
+        self._progress_widgets = (self.progress_bar, self.eta_label, self.pause_button,
+                                  self.cancel_button)
+
+        c = self.controller
+        c.model_loaded.connect(self._on_model_loaded)
+        c.model_failed.connect(self._on_model_failed)
+        c.progress.connect(self._on_progress)
+        c.held.connect(self._on_held)
+        c.suggestion_ready.connect(self._on_suggestion_ready)
+        c.explained.connect(self._on_explained)
+        c.finished.connect(self._on_finished)
+        c.failed.connect(self._on_failed)
+        c.busy_changed.connect(lambda _busy: self.update_actions())
+        self.panel.accept_requested.connect(self.accept)
+        self.panel.override_requested.connect(self.arm_override)
+        self.panel.explain_requested.connect(self.explain)
+
+    def install_status_widgets(self, status_bar) -> None:
+        """The run's progress bar, ETA and Pause / Cancel buttons (shown while it runs)."""
+        actions = self.window.menu_actions
+        self.pause_button.setDefaultAction(actions["pause_run"])
+        self.cancel_button.setDefaultAction(actions["cancel_run"])
+        for widget in self._progress_widgets:
+            status_bar.addPermanentWidget(widget)
+            widget.hide()
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def session(self) -> ScoringSession | None:
+        return self.window.session
+
+    def _store(self) -> SuggestionStore | None:
+        session = self.session
+        return None if session is None else SuggestionStore(session.study)
+
+    def current_suggestion(self) -> Suggestion | None:
+        """The model's suggestion for the epoch on screen (None when there is none)."""
+        store, model_id = self._store(), self.controller.model_id
+        if store is None or model_id is None:
+            return None
+        try:
+            return store.get(self.session.epoch, model_id, RENDERER_VERSION)
+        except InputError as error:
+            self._say(str(error))
+            return None
+
+    def update_actions(self) -> None:
+        actions = self.window.menu_actions
+        if "load_model" not in actions:
+            return
+        c, has_session = self.controller, self.session is not None
+        actions["load_model"].setEnabled(not c.busy)
+        actions["model_settings"].setEnabled(True)
+        actions["score_night"].setEnabled(has_session and c.has_model and not c.busy)
+        actions["pause_run"].setEnabled(c.running)
+        actions["cancel_run"].setEnabled(c.running)
+        actions["explain"].setEnabled(has_session and c.has_model and not c.loading)
+        actions["accept_ai"].setEnabled(has_session and c.has_model)
+        actions["override_ai"].setEnabled(has_session and c.has_model)
+        actions["cancel_override"].setEnabled(self.override_armed)
+        if not c.running and actions["pause_run"].isChecked():
+            actions["pause_run"].blockSignals(True)
+            actions["pause_run"].setChecked(False)
+            actions["pause_run"].blockSignals(False)
+
+    def _say(self, text: str) -> None:
+        self.window.statusBar().showMessage(text, MESSAGE_MS)
+
+    # -- the model -----------------------------------------------------------------------
+    def choose_pack(self) -> None:
+        start = self.settings.last_pack or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self.window, "Load model pack", start)
+        if folder:
+            self.load_model(folder)
+
+    def load_model(self, pack_dir: str | Path) -> bool:
+        """Load a pack in the worker thread (verified first); False while the worker is busy."""
+        if not self.controller.load_model(pack_dir, self.settings):
+            self._say("The model is busy: cancel the scoring run first")
+            return False
+        self.settings = replace(self.settings, last_pack=str(Path(pack_dir).absolute()))
+        save_settings(self.settings)
+        self.panel.set_model(None)
+        self.panel.set_message(LOADING_TEXT)
+        self.window.hypnogram.clear_suggestions()
+        self.update_actions()
+        return True
+
+    def _on_model_loaded(self, label: str) -> None:
+        self.panel.set_model(label, self.controller.model_id)
+        self._say(f"Model loaded: {label}")
+        self.refresh()
+        self.update_actions()
+
+    def _on_model_failed(self, message: str) -> None:
+        self.panel.set_model(None)
+        self.update_actions()
+        self.window.show_error("Model pack", message)
+
+    def open_settings(self) -> SettingsDialog:
+        """The (window-modal, non-blocking) settings dialog; OK saves the settings."""
+        dialog = SettingsDialog(self.settings, self.window)
+
+        def apply() -> None:
+            self.settings = dialog.settings()
+            save_settings(self.settings)
+            if self.controller.has_model:
+                self._say("Saved: threads, GPU layers and context size apply when the model "
+                          "is next loaded")
+
+        dialog.accepted.connect(apply)
+        self.settings_dialog = dialog
+        dialog.open()
+        return dialog
+
+    # -- the whole night -----------------------------------------------------------------
+    def score_night(self) -> bool:
+        session = self.session
+        if session is None or not self.controller.has_model:
+            self._say("Open a recording and load a model pack first")
+            return False
+        if not self.controller.score_night(ScoringTarget.of(session), self.settings):
+            self._say("The model is busy")
+            return False
+        self.progress_bar.setRange(0, max(1, session.n_epochs))
+        self.progress_bar.setValue(0)
+        self.eta_label.setText("starting…")
+        for widget in self._progress_widgets:
+            widget.show()
+        self.update_actions()
+        return True
+
+    def set_paused(self, on: bool) -> None:
+        if on:
+            self.controller.pause()
+            self.eta_label.setText("pausing…")
+        else:
+            self.controller.resume()
+
+    def cancel_run(self) -> None:
+        self.controller.cancel()
+        self.eta_label.setText("cancelling…")
+
+    def _on_progress(self, done: int, total: int, eta_s) -> None:
+        self.progress_bar.setRange(0, max(1, total))
+        self.progress_bar.setValue(done)
+        if not self.controller.is_held:
+            self.eta_label.setText(eta_text(eta_s) if done < total else "finishing…")
+
+    def _on_held(self, held: bool) -> None:
+        self.eta_label.setText("paused" if held else "resuming…")
+
+    def _end_run(self) -> None:
+        for widget in self._progress_widgets:
+            widget.hide()
+        self.update_actions()
+
+    def _on_finished(self, summary) -> None:
+        self.last_summary = summary
+        self._end_run()
+        self._say(summary_text(summary))
+
+    def _on_failed(self, message: str) -> None:
+        self._end_run()
+        self.window.show_error("AI scoring", message)
+
+    # -- suggestions on screen -----------------------------------------------------------
+    def refresh(self) -> None:
+        """Redraw the hypnogram's suggestion layer and the panel from the study."""
+        store, model_id = self._store(), self.controller.model_id
+        if store is None or model_id is None:
+            self.window.hypnogram.clear_suggestions()
+        else:
+            try:
+                found = store.all_for(model_id, RENDERER_VERSION)
+            except InputError as error:
+                self._say(str(error))
+                found = {}
+            self.window.hypnogram.set_suggestions({e: s.stage for e, s in found.items()})
+        if self.session is not None:
+            self.show_epoch(self.session.epoch)
+
+    def epoch_changed(self, epoch: int) -> None:
+        """The technologist moved: an armed override is dropped, the panel follows."""
+        if self.override_armed:
+            self.cancel_override()
+        self.show_epoch(epoch)
+
+    def _rationale_flags(self, suggestion: Suggestion | None) -> tuple[str, ...]:
+        """Flags of a merged suggestion that only its rationale answer carries."""
+        if suggestion is None or suggestion.pass_name != FAST or suggestion.rationale is None:
+            return ()
+        try:
+            fast = self._store().get_pass(suggestion.epoch, suggestion.model_id,
+                                          suggestion.renderer_version, FAST)
+        except InputError:
+            return ()
+        return rationale_only_flags(suggestion, fast)
+
+    def show_epoch(self, epoch: int) -> None:
+        suggestion = self.current_suggestion()
+        self.panel.show_suggestion(suggestion, self.rules, self._rationale_flags(suggestion))
+        if epoch in self._explaining:
+            self.panel.set_explaining(True)
+
+    def _on_suggestion_ready(self, epoch: int) -> None:
+        store, model_id = self._store(), self.controller.model_id
+        if store is None or model_id is None:
+            return
+        try:
+            suggestion = store.get(epoch, model_id, RENDERER_VERSION)
+        except InputError:
+            return
+        self.window.hypnogram.set_suggestion(epoch, None if suggestion is None
+                                             else suggestion.stage)
+        if self.session is not None and epoch == self.session.epoch:
+            self.show_epoch(epoch)
+
+    def explain(self) -> bool:
+        """Ask the model now for the rationale of the epoch on screen (in the worker)."""
+        session = self.session
+        if session is None or not self.controller.has_model:
+            self._say("Load a model pack to ask it why")
+            return False
+        suggestion = self.current_suggestion()
+        if suggestion is not None and suggestion.rationale is not None:
+            return False
+        epoch = session.epoch
+        if not self.controller.explain(ScoringTarget.of(session), epoch,
+                                       self.settings.rationale_tokens):
+            self._say("The model is still loading")
+            return False
+        self._explaining.add(epoch)
+        self.panel.set_explaining(True)
+        return True
+
+    def _on_explained(self, epoch: int, problem: str) -> None:
+        self._explaining.discard(epoch)
+        if problem:
+            self._say(f"Explain: {problem}")
+        if self.session is not None and epoch == self.session.epoch:
+            self.panel.set_explaining(False)
+            self.show_epoch(epoch)
+
+    # -- the technologist's answer -------------------------------------------------------
+    def accept(self) -> Decision | None:
+        """Take the model's stage for this epoch (ai_accepted), then go to the next epoch."""
+        session = self.session
+        if session is None:
+            return None
+        suggestion = self.current_suggestion()
+        if suggestion is None:
+            self._say(NOT_SCORED_TEXT)
+            return None
+        try:
+            return session.accept_suggestion(suggestion)
+        except (InputError, ValueError) as error:
+            self._say(str(error))
+            return None
+
+    def arm_override(self) -> bool:
+        """Override: the next stage key names the technologist's stage."""
+        if self.session is None:
+            return False
+        if self.current_suggestion() is None:
+            self._say(f"Nothing to override: {NOT_SCORED_TEXT.lower()}")
+            return False
+        self.override_armed = True
+        self.panel.set_override_armed(True)
+        self.update_actions()
+        self._say("Override: press W, 1, 2, 3 or R for your stage (Esc cancels)")
+        return True
+
+    def cancel_override(self) -> None:
+        self.override_armed = False
+        self.panel.set_override_armed(False)
+        self.update_actions()
+
+    def override_with(self, stage: Stage) -> Decision | None:
+        """Score ``stage`` against the model's suggestion (ai_overridden) with a required note."""
+        self.cancel_override()
+        session, suggestion = self.session, self.current_suggestion()
+        if session is None or suggestion is None:
+            return None
+        if suggestion.stage is stage:
+            self._say(f"{stage.label} is the model's own suggestion: press Enter to accept it")
+            return None
+        note = self.panel.ask_note(stage, suggestion)
+        if note is None:
+            self._say("Override cancelled: nothing was recorded")
+            return None
+        if not note.strip():
+            self._say(NOTE_REQUIRED)
+            return None
+        try:
+            return session.override_suggestion(suggestion, stage, note)
+        except (InputError, ValueError) as error:
+            self._say(str(error))
+            return None
+
+    # -- the session ---------------------------------------------------------------------
+    def session_opened(self, session: ScoringSession) -> None:
+        self.controller.set_study(session.study.path)
+        self._explaining.clear()
+        self.refresh()
+        self.update_actions()
+
+    def session_closing(self) -> None:
+        """The study is about to close: stop a run on it and forget its suggestions."""
+        if self.controller.running:
+            self.controller.cancel()
+        self.controller.set_study(None)
+        self._explaining.clear()
+        if self.override_armed:
+            self.cancel_override()
+        self.window.hypnogram.clear_suggestions()
+        self.panel.show_suggestion(None, self.rules)
+        self.update_actions()
+
+    def shutdown(self) -> None:
+        self.controller.shutdown()
