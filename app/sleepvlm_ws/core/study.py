@@ -24,8 +24,9 @@ from . import audit
 from .audit import AuditEvent, VerifyResult
 from .montage import Montage
 from .stages import Stage, parse_stage
+from .durable import fsync_folder
 from .study_schema import (FORMAT_NAME, MIGRATIONS, SCHEMA_VERSION, connect_new, create_schema,
-                           describe_sqlite_error, fsync_folder, locate_recording,
+                           describe_sqlite_error, locate_recording,
                            open_study_connection, read_meta, set_durability, set_meta, sidecars)
 
 STUDY_SUFFIX = ".sleepvlm"

@@ -28,7 +28,6 @@ run that stores them is audited once when it starts and once when it ends
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import Callable
@@ -195,19 +194,6 @@ def locate_recording(study_path: Path, stored: str) -> Path:
 def sidecars(p: Path) -> list[Path]:
     return [p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm"),
             p.with_name(p.name + "-journal")]
-
-def fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def set_durability(conn: sqlite3.Connection) -> None:
     """WAL + synchronous=FULL: a committed decision survives a crash or power loss."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ...errors import HypnogramFormatError
+from ..durable import fsync_folder
 from ..stages import Stage, parse_stage
 
 # Text hypnograms are small (a week of 30-s epochs as CSV is under 2 MB); anything far bigger
@@ -132,7 +133,7 @@ def write_atomically(path: str | Path, write_to: Callable[[Path], None]) -> Path
     except BaseException:
         _remove_quietly(tmp)
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
     return path
 
 
@@ -158,21 +159,6 @@ def _remove_quietly(tmp: Path) -> None:
         tmp.unlink()
     except OSError:
         pass
-
-
-def _fsync_folder(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- decisions and other study records --------------------------------------------------------
