@@ -53,14 +53,13 @@ wait)
   ;;
 bench)
   cd "$ROOT"
-  python3 benchmarks/bench_inference.py --pack "$W/pack" --n-gpu-layers -1 --epochs 20 --rationales 4 \
-    2>&1 | tee "$OUTDIR/bench_inference.txt"
-  for g in "" "--no-grammar"; do
-    for np in 8 16; do
-      python3 benchmarks/bench_server.py --server-bin "$W/build/bin/llama-server" --pack "$W/pack" \
-        --parallel $np --requests $((np * 6)) --rationale-tokens 300 $g \
-        --log "$OUTDIR/llama-server-np$np$g.log" 2>&1 | tee "$OUTDIR/bench_server_np$np$g.txt"
-    done
+  [ -n "${SKIP_INPROCESS:-}" ] || python3 benchmarks/bench_inference.py --pack "$W/pack" --n-gpu-layers -1 \
+    --epochs 12 --rationales 3 --no-grammar 2>&1 | tee "$OUTDIR/bench_inference.txt"
+  for run in "16 --no-grammar" "32 --no-grammar" "16"; do
+    set -- $run
+    python3 benchmarks/bench_server.py --server-bin "$W/build/bin/llama-server" --pack "$W/pack" \
+      --parallel $1 --requests $(($1 * 4)) --rationale-tokens 300 ${2:-} \
+      --log "$OUTDIR/llama-server-np$1${2:-}.log" 2>&1 | tee "$OUTDIR/bench_server_np$1${2:-}.txt"
   done
   ;;
 *) sed -n 2,12p "$0"; exit 2 ;;
