@@ -5,6 +5,20 @@ import os
 # Real Qt widgets without a display (pytest-qt); must be set before Qt is imported.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
+import pytest as _pytest_mod  # noqa: E402
+
+
+@_pytest_mod.fixture
+def errors(monkeypatch):
+    """Texts of the error dialogs the GUI showed. The one allowed shim: a modal box cannot be
+    clicked offscreen, so QMessageBox.critical records its text instead of blocking."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "critical",
+                        staticmethod(lambda parent, title, text, *a, **k: shown.append(text)))
+    return shown
+
 
 # -- model packs ----------------------------------------------------------------------------
 import hashlib as _hashlib

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox
 
 from packs import copy_pack
 from sleepvlm_ws.core.answer import parse_answer
@@ -49,14 +49,6 @@ def user_home(tmp_path, monkeypatch):
     times slower than one) and writes short rationales (the tiny model's are noise anyway)."""
     monkeypatch.setenv("SLEEPVLM_WS_HOME", str(tmp_path / "home"))
     save_settings(ModelSettings(threads=1, rationale_tokens=16))
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "critical",
-                        staticmethod(lambda parent, title, text, *a, **k: shown.append(text)))
-    return shown
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox, QLabel
 
 from edf_factory import DEFAULT_START, sine, write_psg_edf
 from sleepvlm_ws.core.display_filters import RAW
@@ -44,15 +44,6 @@ def expected_uv(role: str, times: np.ndarray) -> np.ndarray:
 def user_home(tmp_path, monkeypatch):
     """Keep the recent-files list out of the real home folder."""
     monkeypatch.setenv("SLEEPVLM_WS_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """The one allowed shim: a modal box cannot be clicked offscreen, so record its text."""
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "critical",
-                        staticmethod(lambda parent, title, text, *a, **k: shown.append(text)))
-    return shown
 
 
 @pytest.fixture
