@@ -80,6 +80,29 @@ def test_n3_epochs_meet_the_slow_wave_criterion(night):
         assert secs >= 6
 
 
+def _slow_wave_seconds(night, stage):
+    """Per epoch of ``stage``: seconds of F4 0.5-2 Hz activity > 75 uV peak-to-peak (AASM N3.1)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    fs = night.fs
+    f4 = sosfiltfilt(butter(2, [0.5, 2.0], btype="bandpass", fs=fs, output="sos"), night.signals["F4-M1"])
+    return np.array([sum(np.ptp(f4[sl][max(0, int((t - 0.5) * fs)):int((t + 1.0) * fs)]) > 75
+                         for t in range(30)) for sl in _epochs(night, stage)])
+
+
+def test_whole_night_n3_is_graded_and_n2_stays_below_it():
+    # An older subject (small slow waves) over a full night: every N3 epoch meets the rule, yet
+    # N3 is not uniformly saturated (slow waves fill from under half to all of an epoch), and
+    # N2 epochs, with their occasional slow waves, almost never reach it.
+    night = generate_night(seed=3, hours=8.0, fs=100.0)
+    assert night.subject.age >= 60
+    n3 = _slow_wave_seconds(night, Stage.N3)
+    n2 = _slow_wave_seconds(night, Stage.N2)
+    assert n3.size > 40 and n3.min() >= 6
+    assert np.percentile(n3, 10) < 20 and np.percentile(n3, 90) >= 24
+    assert np.mean(n2 >= 6) < 0.05
+
+
 def test_written_edf_carries_signals_and_hypnogram(tmp_path, night):
     path = write_night_edf(night, tmp_path / "night.edf")
     with pyedflib.EdfReader(str(path)) as r:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .paths import user_data_dir
 
 DEMO_SEED = 2026
-DEMO_GENERATOR_VERSION = 1
+DEMO_GENERATOR_VERSION = 2
 DEMO_NAME = f"demo-night-s{DEMO_SEED}-g{DEMO_GENERATOR_VERSION}.edf"
 
 

@@ -18,6 +18,30 @@ def band_noise(n: int, fs: float, lo: float, hi: float, rng: np.random.Generator
     return (x / (x.std() + 1e-12)).astype(np.float32)
 
 
+def aperiodic_pair(n: int, fs: float, rng: np.random.Generator, lo: float = 0.3,
+                   hi: float = 40.0) -> tuple[np.ndarray, np.ndarray]:
+    """The scale-free (1/f) background of the EEG: two unit-RMS noises sharing one set of phases,
+    with power falling as 1/f (exponent 1, alert wake) and 1/f^2 (exponent 2, deep NREM).
+
+    Real sleep EEG is not a sum of flat bands: under its rhythms lies an aperiodic component
+    whose spectral exponent steepens from wake through N1 and N2 to N3 (REM in between; Lendner
+    et al. 2020, eLife 9:e55092). Mixing the two noises per epoch gives the exponent in between.
+    Shaped in the frequency domain (one FFT), so it costs little even for a whole night.
+    """
+    from scipy import fft
+
+    spec = fft.rfft(rng.standard_normal(n).astype(np.float32))
+    f = np.fft.rfftfreq(n, 1.0 / fs).astype(np.float32)
+    band = (f >= lo) & (f <= min(hi, 0.45 * fs))
+    f_safe = np.where(band, f, 1.0)
+    out = []
+    for exponent in (1.0, 2.0):
+        shaped = np.where(band, spec * f_safe ** (-exponent / 2), 0).astype(np.complex64)
+        x = fft.irfft(shaped, n).astype(np.float32)
+        out.append(x / (x.std() + 1e-12))
+    return out[0], out[1]
+
+
 def slow_envelope(n: int, fs: float, rng: np.random.Generator, period_s: float = 8.0,
                   depth: float = 0.5) -> np.ndarray:
     """Positive waxing/waning gain around 1 (e.g. the alpha rhythm's spindle-like modulation)."""
