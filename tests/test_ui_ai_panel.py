@@ -33,6 +33,7 @@ from sleepvlm_ws.ui.hypnogram_view import STAGE_LEVELS, SUGGESTION_OFFSET, Hypno
 from sleepvlm_ws.ui.main_window import MainWindow
 from sleepvlm_ws.ui.settings_dialog import (ModelSettings, SettingsDialog, load_settings,
                                             save_settings, settings_path)
+from gui import open_window  # noqa: E402
 
 STAGES = [Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.R]
 N_EPOCHS = len(STAGES)
@@ -55,18 +56,6 @@ def user_home(tmp_path, monkeypatch):
 def night(tmp_path) -> Path:
     return write_night_edf(generate_night(seed=5, fs=100.0, stages=list(STAGES)),
                            tmp_path / "night.edf")
-
-
-def open_window(qtbot, recording: Path, scorer="alice") -> MainWindow:
-    window = MainWindow(scorer=scorer)
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    assert window.open_recording(recording)
-    qtbot.waitUntil(lambda: window.session is not None, timeout=15000)
-    return window
 
 
 def load_model(qtbot, window: MainWindow, pack: Path) -> None:

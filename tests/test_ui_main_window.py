@@ -16,6 +16,7 @@ from sleepvlm_ws.core.montage import ROLES, Derivation
 from sleepvlm_ws.core.stages import Stage
 from sleepvlm_ws.core.study import MANUAL, UNDO, Study
 from sleepvlm_ws.ui.main_window import NO_MODEL_TEXT, MainWindow
+from gui import open_window  # noqa: E402
 
 FS = 256.0
 SECONDS = 600.0                     # 10 minutes: 20 epochs
@@ -49,18 +50,6 @@ def user_home(tmp_path, monkeypatch):
 @pytest.fixture
 def night(tmp_path) -> Path:
     return write_night(tmp_path / "night.edf")
-
-
-def open_window(qtbot, recording: Path, scorer="alice") -> MainWindow:
-    window = MainWindow(scorer=scorer)
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    assert window.open_recording(recording)
-    qtbot.waitUntil(lambda: window.session is not None, timeout=15000)
-    return window
 
 
 def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier):

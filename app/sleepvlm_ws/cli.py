@@ -7,7 +7,6 @@ on stderr naming the file and the problem), 3 an internal error (one line; detai
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import sys
@@ -15,17 +14,11 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .paths import default_scorer
 
 log = logging.getLogger("sleepvlm_ws")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-def _default_scorer() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in some containers
-        return "technologist"
 
 
 def _study_for(path: str, scorer: str, *, create: bool):
@@ -305,7 +298,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sleepvlm-ws", description="SleepVLM Workstation")
     p.add_argument("--version", action="version", version=f"sleepvlm-ws {__version__}")
-    p.add_argument("--scorer", default=_default_scorer(), help="scorer name written into decisions")
+    p.add_argument("--scorer", default=default_scorer(), help="scorer name written into decisions")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("demo", help="open the workstation on the bundled demo study")

@@ -32,3 +32,13 @@ def user_data_dir() -> Path:
         path = Path(xdg) / "sleepvlm-ws"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def default_scorer() -> str:
+    """Who is at the keyboard: the operating-system user name, or "technologist"."""
+    import getpass
+
+    try:
+        return getpass.getuser() or "technologist"
+    except Exception:  # noqa: BLE001 - getuser raises when no name can be found
+        return "technologist"

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtWidgets import QApplication
 
+from ..paths import default_scorer
 from .main_window import APP_NAME, MainWindow
 
 EXIT_OK, EXIT_INPUT_ERROR = 0, 2
 SETTLE_MS = 300          # let the first epoch paint before a screenshot
-
-
-def default_scorer() -> str:
-    """The operating-system user name (who is at the keyboard), or "technologist"."""
-    try:
-        return getpass.getuser() or "technologist"
-    except Exception:  # noqa: BLE001 - getuser raises when no name can be found
-        return "technologist"
 
 
 def run_gui(recording: str | None = None, study: str | None = None, scorer: str | None = None,

@@ -272,10 +272,6 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
 # EDF labels for the six roles as labs write them.
 EDF_LABELS = {"F4-M1": "EEG F4-M1", "C4-M1": "EEG C4-M1", "O2-M1": "EEG O2-M1",
               "LOC": "EOG E1-M2", "ROC": "EOG E2-M1", "CHIN": "EMG Chin1-Chin2"}
-_HYPNO_TEXT = {Stage.W: "Sleep stage W", Stage.N1: "Sleep stage 1", Stage.N2: "Sleep stage 2",
-               Stage.N3: "Sleep stage 3", Stage.R: "Sleep stage R", Stage.UNSCORED: "Sleep stage ?",
-               Stage.ARTEFACT: "Movement time"}
-
 
 def write_night_edf(night: SyntheticNight, path: str | Path,
                     start: datetime = datetime(2026, 1, 15, 22, 30, 0),
@@ -299,13 +295,12 @@ def write_night_edf(night: SyntheticNight, path: str | Path,
         writer.setEquipment("sleepvlm-ws_synthetic")
         data = [np.clip(night.signals[r], -3276.7, 3276.7).astype(np.float64) for r in labels]
         writer.writeSamples(data)
-        if with_hypnogram:
-            run_start = 0
-            for i in range(1, len(night.stages) + 1):
-                if i == len(night.stages) or night.stages[i] is not night.stages[run_start]:
-                    writer.writeAnnotation(run_start * EPOCH_SECONDS, (i - run_start) * EPOCH_SECONDS,
-                                           _HYPNO_TEXT[night.stages[run_start]])
-                    run_start = i
+        if with_hypnogram:  # Sleep-EDF style runs, as the hypnogram exporter writes them
+            from ..formats.edf_plus import LABELS
+            from ..hypnogram import Hypnogram
+
+            for onset, duration, stage in Hypnogram(stages=list(night.stages)).segments():
+                writer.writeAnnotation(onset, duration, LABELS[stage])
     finally:
         writer.close()
     return path
