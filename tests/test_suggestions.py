@@ -73,10 +73,11 @@ def test_a_version_1_study_is_upgraded_on_open_and_still_verifies(tmp_path, monk
     assert audit.verify(path).ok  # verifiable before it is touched
 
     with Study.open(path) as s:
-        assert s.meta["schema_version"] == 2
+        assert s.meta["schema_version"] == study_schema.SCHEMA_VERSION
         assert s.stages()[:3] == [Stage.UNSCORED, Stage.N1, Stage.UNSCORED]
         migrated = [e for e in s.audit_events() if e.kind == audit.SCHEMA_MIGRATED]
-        assert [e.payload for e in migrated] == [{"from": 1, "to": 2}]
+        assert [e.payload for e in migrated] == [
+            {"from": v, "to": v + 1} for v in range(1, study_schema.SCHEMA_VERSION)]
         assert s.verify().ok
         SuggestionStore(s).put(3, _answer(), model_id=MODEL, renderer_version=RV, pass_name=FAST)
     assert "suggestions" in _tables(path)
@@ -84,7 +85,8 @@ def test_a_version_1_study_is_upgraded_on_open_and_still_verifies(tmp_path, monk
 
     # opened again: no second migration; same schema as a study created at version 2
     with Study.open(path) as s:
-        assert sum(e.kind == audit.SCHEMA_MIGRATED for e in s.audit_events()) == 1
+        assert sum(e.kind == audit.SCHEMA_MIGRATED for e in s.audit_events()) == \
+            study_schema.SCHEMA_VERSION - 1
     fresh = tmp_path / "new.sleepvlm"
     _new_study(fresh).close()
     assert _schema_sql(path) == _schema_sql(fresh) != []
@@ -104,7 +106,7 @@ def test_the_migration_is_all_or_nothing(tmp_path, monkeypatch):
     assert "suggestions" not in _tables(path)
     monkeypatch.undo()
     with Study.open(path) as s:
-        assert s.meta["schema_version"] == 2
+        assert s.meta["schema_version"] == study_schema.SCHEMA_VERSION
         assert s.verify().ok
 
 

@@ -131,6 +131,16 @@ class ScoringSession:
         decision = override(self.study, suggestion.epoch, stage, suggestion, self.scorer, note)
         return self._record(decision, advance)
 
+    def accept_unflagged(self, queue) -> list[Decision]:
+        """Accept every unflagged, unscored suggestion of a ``review_queue.ReviewQueue`` in
+        one audited transaction (``review_queue.accept_unflagged``); stays on this epoch."""
+        from .review_queue import accept_unflagged
+
+        decisions = accept_unflagged(self.study, queue, self.scorer)
+        for decision in decisions:
+            self._record(decision, advance=False)
+        return decisions
+
     def _record(self, decision: Decision, advance: bool) -> Decision:
         self._stages[decision.epoch] = decision.stage
         self.stage_changed.emit(decision.epoch, decision.stage)

@@ -24,6 +24,10 @@ storing one changes no stage. The table is append-only (triggers, as for ``decis
 run that stores them is audited once when it starts and once when it ends
 (``core.suggestions``), and accepting or overriding one is an ordinary decision (source
 ``ai_accepted`` / ``ai_overridden``) whose audit payload names the suggestion.
+
+Schema version 3 adds ``second_opinions``: an independent stager's answer (``core.second_opinion``,
+YASA), one row per (epoch, method) with the stage and the five stage probabilities. Like
+suggestions it is never a decision; the table is append-only and each run is audited once.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Callable
 
 from ..errors import StudyError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMAT_NAME = "sleepvlm-ws study"
 APPLICATION_ID = 0x534C5657  # "SLVW" in the SQLite header: marks the file as a study
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -126,10 +130,39 @@ def _add_suggestions(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Schema version 3: a second opinion per epoch (see core.second_opinion). ``method`` names the
+# stager, its version and classifier; p_* are the probabilities of W, N1, N2, N3, R (sum 1).
+SECOND_OPINIONS_V3 = """
+CREATE TABLE second_opinions (
+    epoch    INTEGER NOT NULL CHECK (epoch >= 0),
+    method   TEXT NOT NULL CHECK (method != ''),
+    stage    TEXT NOT NULL CHECK (stage IN ('W','N1','N2','N3','R')),
+    p_w      REAL NOT NULL CHECK (p_w BETWEEN 0 AND 1),
+    p_n1     REAL NOT NULL CHECK (p_n1 BETWEEN 0 AND 1),
+    p_n2     REAL NOT NULL CHECK (p_n2 BETWEEN 0 AND 1),
+    p_n3     REAL NOT NULL CHECK (p_n3 BETWEEN 0 AND 1),
+    p_r      REAL NOT NULL CHECK (p_r BETWEEN 0 AND 1),
+    channels TEXT NOT NULL,
+    created  TEXT NOT NULL,
+    PRIMARY KEY (epoch, method)
+);
+CREATE TRIGGER second_opinions_append_only_update BEFORE UPDATE ON second_opinions
+BEGIN SELECT RAISE(ABORT, 'second opinions are append-only'); END;
+CREATE TRIGGER second_opinions_append_only_delete BEFORE DELETE ON second_opinions
+BEGIN SELECT RAISE(ABORT, 'second opinions are append-only'); END;
+"""
+
+
+def _add_second_opinions(conn: sqlite3.Connection) -> None:
+    for statement in _statements(SECOND_OPINIONS_V3):
+        conn.execute(statement)
+
+
 # Migration steps: MIGRATIONS[v] upgrades a study from schema v to v + 1 inside the caller's
 # write transaction (the caller bumps meta.schema_version and audits the step). A new study
 # is built by the same steps, so a migrated file and a new one have the same schema.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_suggestions}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_suggestions,
+                                                               2: _add_second_opinions}
 
 
 def create_schema(conn: sqlite3.Connection, version: int = SCHEMA_VERSION) -> None:

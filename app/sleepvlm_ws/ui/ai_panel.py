@@ -6,6 +6,11 @@ not belong to the suggested stage is flagged), the rationale and, in plain words
 answer needed: a repair to be read, a flag. Buttons: Accept (Enter), Override (O, then a stage
 key, then a note saying why) and Explain (ask the model for this epoch's rationale now).
 
+Each chip carries a badge once the epoch's signal has been measured: ✓ the measurements
+support the rule, ✗ they contradict it, ? it cannot be measured here (the tooltip says why, with
+the measured value). Checkable facts in the rationale ("a spindle in C4 at 12 s", "slow waves
+over 20%") are underlined in the same colours, with the reason as their tooltip.
+
 Nothing the model wrote is ever shown as HTML: stage, rules, flags and rationale go into
 widgets set as plain text (the rationale through ``QTextEdit.setPlainText``), and the rule
 tooltips escape the IDs they quote.
@@ -16,12 +21,15 @@ from __future__ import annotations
 import html
 from typing import Callable, Mapping
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
+from PySide6.QtGui import (QBrush, QColor, QFont, QIcon, QPainter, QPixmap, QTextCharFormat,
+                           QTextCursor)
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
-                               QPushButton, QSizePolicy, QTextEdit, QToolButton, QVBoxLayout,
-                               QWidget)
+                               QPushButton, QSizePolicy, QTextEdit, QToolButton, QToolTip,
+                               QVBoxLayout, QWidget)
 
+from ..core.evidence.claims import ClaimCheck
+from ..core.evidence.rules_check import CONTRADICTED, NOT_MEASURABLE, SUPPORTED, RuleCheck
 from ..core.rules import Rule
 from ..core.stages import Stage
 from ..core.suggestions import RATIONALE_DISAGREES, Suggestion
@@ -32,7 +40,16 @@ LOADING_TEXT = "Loading the model…"
 NO_RECORDING_TEXT = "Open a recording to see the model's suggestions"
 CHIPS_PER_ROW = 4
 
+CHECKING_TEXT = "Checking the evidence against the signal…"
+VERDICT_MARKS = {SUPPORTED: "✓", CONTRADICTED: "✗", NOT_MEASURABLE: "?"}
+VERDICT_COLOURS = {SUPPORTED: "#30a030", CONTRADICTED: "#e04040", NOT_MEASURABLE: "#909090"}
+VERDICT_WORDS = {SUPPORTED: "supported by the signal", CONTRADICTED: "contradicted by the signal",
+                 NOT_MEASURABLE: "not measurable here"}
+
 CHIP_STYLE = ("QToolButton { border: 1px solid #5080b0; border-radius: 8px; padding: 2px 8px; }"
+              "QToolButton[verdict=\"supported\"] { color: #30a030; }"
+              "QToolButton[verdict=\"contradicted\"] { color: #e04040; }"
+              "QToolButton[verdict=\"not_measurable\"] { color: #909090; }"
               "QToolButton[flagged=\"true\"] { border: 2px solid #e04040; color: #e04040; }")
 
 #: note_provider(panel, stage, suggestion) -> the note, or None when the technologist cancels.
@@ -120,6 +137,63 @@ def rule_tooltip(rule_id: str, rule: Rule | None) -> str:
             f"{html.escape(rule.text)}")
 
 
+def verdict_badge(verdict: str, size: int = 14) -> QIcon:
+    """A round badge in the verdict's colour with its mark (✓, ✗ or ?)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QBrush(QColor(VERDICT_COLOURS[verdict])))
+    painter.drawEllipse(0, 0, size, size)
+    font = painter.font()
+    font.setPixelSize(int(size * 0.8))
+    font.setBold(True)
+    painter.setFont(font)
+    painter.setPen(QColor("white"))
+    painter.drawText(QRectF(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, VERDICT_MARKS[verdict])
+    painter.end()
+    return QIcon(pixmap)
+
+
+def check_tooltip(check: RuleCheck) -> str:
+    """The rule check's line of a chip tooltip (rich text, escaped)."""
+    return (f"<br><br><b style='color:{VERDICT_COLOURS[check.verdict]}'>{VERDICT_MARKS[check.verdict]} "
+            f"{VERDICT_WORDS[check.verdict]}</b><br>{html.escape(check.reason)}")
+
+
+def checks_summary(rule_checks, claim_checks) -> str:
+    """``Signal check: rules 2 ✓ 1 ✗ · rationale 3 ✓ 1 ✗ 1 ?`` (empty when nothing was checked)."""
+    parts = []
+    for name, checks in (("rules", rule_checks), ("rationale", claim_checks)):
+        if checks:
+            counts = [f"{sum(c.verdict == v for c in checks)} {VERDICT_MARKS[v]}"
+                      for v in (SUPPORTED, CONTRADICTED, NOT_MEASURABLE)
+                      if any(c.verdict == v for c in checks)]
+            parts.append(f"{name} {' '.join(counts)}")
+    return "Signal check: " + " · ".join(parts) if parts else ""
+
+
+class _ClaimTips(QObject):
+    """Shows a marked claim's reason when the pointer rests on it in the rationale."""
+
+    def __init__(self, panel: "AIPanel"):
+        super().__init__(panel)
+        self.panel = panel
+
+    def eventFilter(self, watched, event):  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Type.ToolTip:
+            pos = event.pos()
+            offset = self.panel.rationale.cursorForPosition(pos).position()
+            text = self.panel.claim_tooltip_at(offset)
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.panel.rationale)
+            else:
+                QToolTip.hideText()
+            return True
+        return False
+
+
 def ask_note_dialog(parent: QWidget, stage: Stage, suggestion: Suggestion) -> str | None:
     """The default note provider: a (modal) text input; None when cancelled."""
     ai = suggestion.stage.label if suggestion.stage is not None else "no stage"
@@ -141,6 +215,9 @@ class AIPanel(QWidget):
         self.note_provider: NoteProvider = ask_note_dialog
         self.suggestion: Suggestion | None = None
         self.chips: list[QToolButton] = []
+        self.rule_checks: dict[str, RuleCheck] = {}
+        self.claim_checks: list[ClaimCheck] = []
+        self._chip_tips: dict[str, str] = {}
         self._has_model = False
         self._explaining = False
         self._override_armed = False
@@ -161,12 +238,17 @@ class AIPanel(QWidget):
         self.chip_layout.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.flags_label = self._plain_label()
         self.flags_label.setStyleSheet("color: #e0a040;")
+        self.checks_label = self._plain_label()
+        self.checks_label.setStyleSheet("color: #a0a0a0;")
         self.rationale = QTextEdit()
         self.rationale.setReadOnly(True)
         self.rationale.setAcceptRichText(False)
         self.rationale.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.rationale.setPlaceholderText("No rationale yet: Explain (E) asks the model why.")
         self.rationale.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.rationale.setMouseTracking(True)
+        self._claim_tips = _ClaimTips(self)
+        self.rationale.viewport().installEventFilter(self._claim_tips)
         self.accept_button = QPushButton("Accept (Enter)")
         self.override_button = QPushButton("Override… (O)")
         self.explain_button = QPushButton("Explain (E)")
@@ -179,7 +261,7 @@ class AIPanel(QWidget):
         for button in (self.accept_button, self.override_button, self.explain_button):
             buttons.addWidget(button)
         for widget in (self.model_label, self.message, self.stage_label, self.chip_box,
-                       self.flags_label):
+                       self.checks_label, self.flags_label):
             layout.addWidget(widget)
         layout.addWidget(self.rationale, 1)
         layout.addLayout(buttons)
@@ -222,6 +304,7 @@ class AIPanel(QWidget):
         self.message.show()
         self.stage_label.hide()
         self._set_chips([], None, [], {})
+        self._clear_checks()
         self.flags_label.hide()
         self.rationale.clear()
         self.rationale.hide()
@@ -240,6 +323,7 @@ class AIPanel(QWidget):
             self.set_message(NOT_SCORED_TEXT if self._has_model else NO_MODEL_TEXT)
             return
         self.suggestion = suggestion
+        self._clear_checks()
         self.message.hide()
         if suggestion.stage is not None:
             self.stage_label.setText(suggestion.stage.label)
@@ -284,6 +368,10 @@ class AIPanel(QWidget):
             chip = QToolButton()
             chip.setText(rule_id.replace("&", "&&"))
             chip.setToolTip(rule_tooltip(rule_id, rule))
+            self._chip_tips[rule_id] = chip.toolTip()
+            chip.setProperty("rule_id", rule_id)
+            chip.setProperty("verdict", "")
+            chip.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             chip.setProperty("flagged", flagged)
             chip.setStyleSheet(CHIP_STYLE)
             chip.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -291,6 +379,74 @@ class AIPanel(QWidget):
             self.chip_layout.addWidget(chip, i // CHIPS_PER_ROW, i % CHIPS_PER_ROW)
             self.chips.append(chip)
         self.chip_box.setVisible(bool(self.chips))
+
+    # -- evidence checks ------------------------------------------------------------------
+    def _clear_checks(self) -> None:
+        self.rule_checks, self.claim_checks = {}, []
+        self.checks_label.clear()
+        self.checks_label.hide()
+        for chip in self.chips:
+            chip.setIcon(QIcon())
+            chip.setProperty("verdict", "")
+            chip.setToolTip(self._chip_tips.get(chip.property("rule_id"), chip.toolTip()))
+
+    def set_checking(self) -> None:
+        """The signal of the epoch on screen is still being measured."""
+        if self.suggestion is not None and (self.suggestion.rules or self.suggestion.rationale):
+            self.checks_label.setText(CHECKING_TEXT)
+            self.checks_label.show()
+
+    def set_evidence_checks(self, rule_checks, claim_checks) -> None:
+        """Badge each chip with its rule's check and mark the rationale's checked claims."""
+        self._clear_checks()
+        self.rule_checks = {c.rule_id: c for c in rule_checks}
+        self.claim_checks = list(claim_checks)
+        for chip in self.chips:
+            rule_id = chip.property("rule_id")
+            check = self.rule_checks.get(rule_id)
+            if check is None:
+                continue
+            chip.setIcon(verdict_badge(check.verdict))
+            chip.setProperty("verdict", check.verdict)
+            chip.setToolTip(self._chip_tips.get(rule_id, "") + check_tooltip(check))
+            chip.style().unpolish(chip)   # the stylesheet colours by the new property
+            chip.style().polish(chip)
+        self._mark_claims()
+        summary = checks_summary(list(self.rule_checks.values()), self.claim_checks)
+        self.checks_label.setText(summary)
+        self.checks_label.setVisible(bool(summary))
+
+    def _mark_claims(self) -> None:
+        doc = self.rationale.document()
+        cursor = QTextCursor(doc)
+        cursor.select(QTextCursor.SelectionType.Document)
+        cursor.setCharFormat(QTextCharFormat())
+        length = len(self.rationale.toPlainText())
+        for claim in self.claim_checks:
+            if not 0 <= claim.start < claim.end <= length:
+                continue
+            fmt = QTextCharFormat()
+            colour = QColor(VERDICT_COLOURS[claim.verdict])
+            fmt.setForeground(colour)
+            fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline
+                                  if claim.verdict == SUPPORTED
+                                  else QTextCharFormat.UnderlineStyle.WaveUnderline)
+            fmt.setUnderlineColor(colour)
+            fmt.setToolTip(self._claim_text(claim))
+            cursor.setPosition(claim.start)
+            cursor.setPosition(claim.end, QTextCursor.MoveMode.KeepAnchor)
+            cursor.setCharFormat(fmt)
+
+    @staticmethod
+    def _claim_text(claim: ClaimCheck) -> str:
+        return f"{VERDICT_MARKS[claim.verdict]} {VERDICT_WORDS[claim.verdict]}: {claim.reason}"
+
+    def claim_tooltip_at(self, offset: int) -> str | None:
+        """The reason shown for the rationale character at ``offset`` (None: no claim there)."""
+        for claim in self.claim_checks:
+            if claim.start <= offset < claim.end:
+                return self._claim_text(claim)
+        return None
 
     # -- states while the technologist acts ---------------------------------------------
     def set_explaining(self, on: bool) -> None:

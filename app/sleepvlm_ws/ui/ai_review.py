@@ -4,6 +4,11 @@
 open session together. Accept and Override go through ``core.suggestions`` (they write the
 decision with its source, ai_accepted / ai_overridden, and audit it with a reference to the
 suggestion); the session is then brought up to date and moves on like a stage key does.
+
+Each suggestion on screen is checked against the epoch's signal (the waveform view's evidence
+cache, measured off the GUI thread): its rules with ``rules_check.check_suggestion`` (the
+neighbour-dependent ones against the hypnogram: the technologist's decisions, else the model's
+suggestions) and its rationale's claims with ``claims.check_claims``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
 
+from ..core.evidence.claims import check_claims
+from ..core.evidence.rules_check import check_suggestion, hypnogram_neighbours
 from ..core.render import RENDERER_VERSION
 from ..core.rules import load_rules
 from ..core.session import ScoringSession
@@ -87,6 +94,7 @@ class AIReview(QObject):
         self.panel.accept_requested.connect(self.accept)
         self.panel.override_requested.connect(self.arm_override)
         self.panel.explain_requested.connect(self.explain)
+        window.waveform.evidence.epoch_measured.connect(self._on_evidence_measured)
 
     def install_status_widgets(self, status_bar) -> None:
         """The run's progress bar, ETA and Pause / Cancel buttons (shown while it runs)."""
@@ -273,8 +281,43 @@ class AIReview(QObject):
     def show_epoch(self, epoch: int) -> None:
         suggestion = self.current_suggestion()
         self.panel.show_suggestion(suggestion, self.rules, self._rationale_flags(suggestion))
+        self._show_checks(suggestion, epoch)
         if epoch in self._explaining:
             self.panel.set_explaining(True)
+
+    # -- evidence checks -----------------------------------------------------------------
+    def neighbours(self, epoch: int) -> tuple:
+        """(previous, next) stage on the hypnogram: the technologist's, else the model's."""
+        session = self.session
+        scored = session.stages()
+        suggested: list = [None] * len(scored)
+        store, model_id = self._store(), self.controller.model_id
+        if store is not None and model_id is not None:
+            for i in (epoch - 1, epoch + 1):
+                if 0 <= i < len(scored) and not scored[i].is_scored:
+                    try:
+                        found = store.get(i, model_id, RENDERER_VERSION)
+                    except InputError:
+                        found = None
+                    suggested[i] = None if found is None else found.stage
+        return hypnogram_neighbours(scored, suggested, epoch)
+
+    def _show_checks(self, suggestion: Suggestion | None, epoch: int) -> None:
+        if suggestion is None or self.session is None:
+            return
+        service = self.window.waveform.evidence
+        found = service.findings(epoch)
+        if found is None:
+            service.request([epoch])
+            self.panel.set_checking()
+            return
+        rule_checks = check_suggestion(suggestion, found.evidence, self.neighbours(epoch))
+        claim_checks = check_claims(suggestion.rationale or "", found.evidence)
+        self.panel.set_evidence_checks(rule_checks, claim_checks)
+
+    def _on_evidence_measured(self, epoch: int) -> None:
+        if self.session is not None and epoch == self.session.epoch and self.panel.suggestion is not None:
+            self._show_checks(self.panel.suggestion, epoch)
 
     def _on_suggestion_ready(self, epoch: int) -> None:
         store, model_id = self._store(), self.controller.model_id

@@ -6,12 +6,16 @@ line plus one thick curve per stage), so scoring one epoch only re-sets two or t
 The model's suggestions are a second layer: a thin dotted violet step line drawn a little above
 the stage it names, so it never hides the technologist's solid line and a disagreement shows as
 the two lines parting. It is only a view: the technologist's stages are what gets exported.
+
+Epochs the review queue flags (``core.review_queue``) are marked by short ticks along the top
+edge: orange until the technologist has scored the epoch, grey after.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Iterable
 
 import numpy as np
 import pyqtgraph as pg
@@ -29,6 +33,9 @@ STAGE_COLOURS = {Stage.W: "#F0B030", Stage.R: "#E03030", Stage.N1: "#90D8F8",
 #: The suggestion layer: a dotted line this far above the suggested stage's level.
 SUGGESTION_OFFSET = 0.25
 SUGGESTION_COLOUR = "#D080FF"
+#: The flag track: ticks from FLAG_LOW to FLAG_HIGH (above the artefact row).
+FLAG_LOW, FLAG_HIGH = 6.2, 6.5
+FLAG_COLOUR, FLAG_REVIEWED_COLOUR = "#FF9020", "#707070"
 _TICKS = [(6.0, "A"), (5.0, "W"), (4.0, "R"), (3.0, "N1"), (2.0, "N2"), (1.0, "N3")]
 
 
@@ -65,6 +72,14 @@ class HypnogramView(QWidget):
             connect="finite")
         self.suggestion_line.setZValue(40)
         self.plot.addItem(self.suggestion_line)
+        self.flag_ticks = pg.PlotCurveItem(pen=pg.mkPen(FLAG_COLOUR, width=2), connect="pairs")
+        self.reviewed_ticks = pg.PlotCurveItem(pen=pg.mkPen(FLAG_REVIEWED_COLOUR, width=2),
+                                               connect="pairs")
+        for ticks in (self.reviewed_ticks, self.flag_ticks):
+            ticks.setZValue(45)
+            self.plot.addItem(ticks)
+        self._flagged: list[int] = []
+        self._reviewed: set[int] = set()
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2))
         self.marker.setZValue(50)
         self.plot.addItem(self.marker, ignoreBounds=True)
@@ -100,6 +115,7 @@ class HypnogramView(QWidget):
         self._suggested = [None] * n
         self._suggestion_y = np.full(2 * n, np.nan)
         self._redraw_suggestions()
+        self.set_flags([])
         full = max(n, 1) * EPOCH_SECONDS
         self.viewbox.setLimits(xMin=0, xMax=full, minXRange=min(full, 10 * EPOCH_SECONDS),
                                yMin=0.5, yMax=6.5)
@@ -159,6 +175,30 @@ class HypnogramView(QWidget):
             self.suggestion_line.setData([], [])
         else:
             self.suggestion_line.setData(self._step_x, self._suggestion_y)
+
+    # -- review flags --------------------------------------------------------------------
+    def flagged(self) -> list[int]:
+        """Epochs marked as flagged for review."""
+        return list(self._flagged)
+
+    def reviewed_flags(self) -> set[int]:
+        """Flagged epochs drawn as reviewed."""
+        return set(self._reviewed)
+
+    def set_flags(self, flagged: Iterable[int], reviewed: Iterable[int] = ()) -> None:
+        """Mark the flagged epochs (those in ``reviewed`` grey, the rest orange)."""
+        n = self.n_epochs
+        self._flagged = sorted({int(e) for e in flagged if 0 <= int(e) < n})
+        self._reviewed = {int(e) for e in reviewed} & set(self._flagged)
+        for ticks, epochs in ((self.flag_ticks, [e for e in self._flagged
+                                                 if e not in self._reviewed]),
+                              (self.reviewed_ticks, sorted(self._reviewed))):
+            if not epochs:
+                ticks.setData([], [])
+                continue
+            x = np.repeat((np.asarray(epochs, float) + 0.5) * EPOCH_SECONDS, 2)
+            y = np.tile([FLAG_LOW, FLAG_HIGH], len(epochs))
+            ticks.setData(x, y)
 
     def set_current(self, epoch: int) -> None:
         self.current = int(epoch)

@@ -14,18 +14,21 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow,
                                QMessageBox, QSplitter, QVBoxLayout, QWidget)
 
+from ..core.evidence.epoch_cache import KIND_TITLES
 from ..core.montage import Montage
 from ..core.session import ScoringSession
 from ..core.stages import Stage
 from ..errors import InputError
 from .ai_panel import NO_MODEL_TEXT  # noqa: F401 - re-exported (tests, app)
 from .ai_review import AIReview
+from .agreement_dialog import choose_report, open_agreement
 from .exporting import DEFAULT_FORMAT, export_filters, export_session, format_for
 from .hypnogram_view import HypnogramView
 from .loader import RecordingLoader
 from .montage_dialog import MontageDialog
 from .plot_items import clock_text
 from .recent import add_recent, load_recent
+from .review_actions import ReviewActions
 from .waveform_view import WaveformView
 
 APP_NAME = "SleepVLM Workstation"
@@ -76,6 +79,7 @@ class MainWindow(QMainWindow):
         self.ai_dock.setObjectName("ai_suggestion")
         self.ai_dock.setWidget(self.ai_panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_dock)
+        self.review = ReviewActions(self)
         self.status_label = QLabel("No recording open")
         self.statusBar().addWidget(self.status_label, 1)
         self.loader = RecordingLoader(self)
@@ -115,6 +119,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._action(file_menu, "export", "&Export hypnogram…", self.choose_export)
+        self._action(file_menu, "report", "&Report…", lambda: choose_report(self))
+        self._action(file_menu, "report_deid", "De-identified re&port…",
+                     lambda: choose_report(self, True))
         self._action(file_menu, "close", "&Close", self.close_session, ["Ctrl+W"])
         file_menu.addSeparator()
         self._action(file_menu, "quit", "&Quit", self.close, ["Ctrl+Q"])
@@ -141,6 +148,7 @@ class MainWindow(QMainWindow):
         study_menu = bar.addMenu("&Study")
         self._action(study_menu, "montage", "&Montage…", self.open_montage_dialog)
         self._action(study_menu, "undo", "&Undo", self.undo, [QKeySequence.StandardKey.Undo])
+        self._action(study_menu, "agreement", "&Agreement with the AI…", lambda: open_agreement(self))
 
         view = bar.addMenu("&View")
         self._action(view, "gain_up", "Larger waves (more sensitive)",
@@ -162,6 +170,11 @@ class MainWindow(QMainWindow):
                      self.waveform.set_ruler_visible, checkable=True, checked=True)
         self._action(view, "other_channels", "Show other channels",
                      self.waveform.set_show_other_channels, checkable=True)
+        overlay_menu = view.addMenu("Evidence overlays")
+        for kind, title in KIND_TITLES.items():
+            self._action(overlay_menu, f"overlay_{kind}", title,
+                         lambda on, k=kind: self.waveform.overlays.set_visible(k, on),
+                         checkable=True, checked=True)
         view.addAction(self.ai_dock.toggleViewAction())
 
         model_menu = bar.addMenu("&Model")
@@ -173,6 +186,17 @@ class MainWindow(QMainWindow):
         self._action(model_menu, "explain", "&Explain this epoch", self.ai.explain, ["E"])
         model_menu.addSeparator()
         self._action(model_menu, "model_settings", "S&ettings…", self.ai.open_settings)
+
+        review = bar.addMenu("&Review")
+        self._action(review, "next_flagged", "&Next flagged epoch",
+                     lambda: self.review.go_flagged(+1), ["F", "]"])
+        self._action(review, "previous_flagged", "&Previous flagged epoch",
+                     lambda: self.review.go_flagged(-1), ["Shift+F", "["])
+        review.addSeparator()
+        self._action(review, "second_opinion", "Run &second opinion (YASA)",
+                     self.review.run_second_opinion)
+        self._action(review, "accept_unflagged", "&Accept all unflagged…",
+                     self.review.ask_accept_unflagged)
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "shortcuts", "&Keyboard shortcuts", self.show_shortcuts, ["F1"])
@@ -191,9 +215,11 @@ class MainWindow(QMainWindow):
         has = self.session is not None
         for name, action in self.menu_actions.items():
             if name.startswith("score_") or name in ("previous", "next", "first", "last",
-                                                     "undo", "montage", "export", "close"):
+                                                     "undo", "montage", "export", "close",
+                                                     "report", "report_deid", "agreement"):
                 action.setEnabled(has)
         self.ai.update_actions()
+        self.review.update_actions()
 
     def _update_title(self) -> None:
         if self.session is None:
@@ -203,8 +229,9 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"{name} — scorer: {self.session.scorer} — {APP_NAME}")
 
     def _update_status(self) -> None:
-        self.status_label.setText("No recording open" if self.session is None
-                                  else status_text(self.session))
+        text = "No recording open" if self.session is None else status_text(self.session)
+        review = self.review.status_text() if self.session is not None else ""
+        self.status_label.setText(f"{text} · {review}" if review else text)
 
     # -- opening and closing -----------------------------------------------------------
     def choose_recording(self) -> None:
@@ -234,6 +261,7 @@ class MainWindow(QMainWindow):
         self._on_epoch_changed(session.epoch)
         add_recent(session.recording.path, session.study.path)
         self.ai.session_opened(session)
+        self.review.session_opened()
         self._update_enabled()
         self._update_title()
 
@@ -249,6 +277,7 @@ class MainWindow(QMainWindow):
         session.stage_changed.disconnect(self._on_stage_changed)
         session.montage_changed.disconnect(self._on_montage_changed)
         self.ai.session_closing()
+        self.review.session_closing()
         self.waveform.set_source(None, None)
         self.hypnogram.clear_night()
         try:
@@ -265,6 +294,8 @@ class MainWindow(QMainWindow):
         QCoreApplication.sendPostedEvents(self.loader)  # and its session is closed at once
         self.close_session()
         self.ai.shutdown()                             # the model's thread ends with the window
+        self.waveform.evidence.shutdown()              # and so does the evidence worker
+        self.review.shutdown()                         # so does a second-opinion run
         super().closeEvent(event)
 
     def show_error(self, title: str, message: str) -> None:
@@ -284,6 +315,7 @@ class MainWindow(QMainWindow):
 
     def _on_stage_changed(self, epoch: int, stage: Stage) -> None:
         self.hypnogram.set_stage(epoch, stage)
+        self.review.stage_changed(epoch)
         self._update_status()
 
     def _on_montage_changed(self, montage: Montage) -> None:

@@ -101,3 +101,47 @@ class SecondGrid(pg.GraphicsObject):
                 pen = self._pens[0]
             painter.setPen(pen)
             painter.drawLine(QLineF(second, top, second, bottom))
+
+
+class EventRegions(pg.GraphicsObject):
+    """Translucent bands over one waveform row: detected events, each ``(start_s, stop_s,
+    colour)``, painted across the row's height. Paints only what is in view; ``set_regions``
+    replaces the whole set (paging reuses the item)."""
+
+    def __init__(self, z: float = -50):
+        super().__init__()
+        self.setZValue(z)
+        self.regions: list[tuple[float, float, str]] = []
+        self._brushes: dict[str, object] = {}
+
+    def set_regions(self, regions) -> None:
+        self.regions = [(float(a), float(b), str(c)) for a, b, c in regions]
+        self.prepareGeometryChange()
+        self.update()
+
+    def _brush(self, colour: str):
+        brush = self._brushes.get(colour)
+        if brush is None:
+            brush = self._brushes[colour] = pg.mkBrush(QColor(colour))
+        return brush
+
+    def _view_rect(self) -> QRectF:
+        vb = self.getViewBox()
+        return QRectF() if vb is None else vb.viewRect()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt API)
+        return self._view_rect()
+
+    def viewRangeChanged(self):  # noqa: N802 (pyqtgraph API)
+        self.prepareGeometryChange()
+        self.update()
+
+    def paint(self, painter, *args):
+        rect = self._view_rect()
+        if rect.isEmpty() or not self.regions:
+            return
+        painter.setPen(pg.mkPen(None))
+        for a, b, colour in self.regions:
+            if b < rect.left() or a > rect.right():
+                continue
+            painter.fillRect(QRectF(a, rect.top(), max(b - a, 0.05), rect.height()), self._brush(colour))

@@ -1,7 +1,8 @@
 """WaveformView: the current epoch with 15 s of context on each side, one row per montage role.
 
 The view only presents: it reads the shown window from the Recording (through the montage),
-applies the display filter (core.display_filters) and draws. Paging reuses every plot item
+applies the display filter (core.display_filters) and draws; the detectors' findings are drawn
+as bands by ``evidence_overlays`` (measured off the GUI thread). Paging reuses every plot item
 and only calls ``setData`` / ``setXRange``; pyqtgraph downsamples to the screen width.
 """
 
@@ -20,6 +21,7 @@ from ..core.recording import Recording
 from ..core.stages import EPOCH_SECONDS
 from ..errors import InputError
 from .amplitude_tools import Caliper, SlowWaveRuler
+from .evidence_overlays import EvidenceOverlays, EvidenceService
 from .plot_items import BACKGROUND, ClockAxis, SecondGrid
 from .waveform_rows import (GAIN_STEPS_UV, OTHER_COLOUR, ROLE_COLOURS, Row, autoscale,
                             next_gain, plan_rows)
@@ -54,16 +56,21 @@ class WaveformView(QWidget):
         self.ruler: SlowWaveRuler | None = None
         self.ruler_visible = True
         self.caliper = Caliper()
+        #: Detector findings per epoch (also read by the AI panel) and their bands on the rows.
+        self.evidence = EvidenceService(self)
+        self.overlays = EvidenceOverlays(self, self.evidence)
 
     # -- source ------------------------------------------------------------------------
     def set_source(self, recording: Recording | None, montage: Montage | None) -> None:
         """Show ``recording`` through ``montage`` (None: show nothing)."""
         self.recording, self.montage = recording, montage
+        self.evidence.set_source(recording, montage)
         self.epoch = None
         self._rebuild()
 
     def set_montage(self, montage: Montage) -> None:
         self.montage = montage
+        self.evidence.set_source(self.recording, montage)
         self._rebuild()
         self._refresh()
 
@@ -85,6 +92,7 @@ class WaveformView(QWidget):
         self.canvas.clear()
         self.rows, self.ruler = [], None
         if self.recording is None or self.montage is None:
+            self.overlays.rows_rebuilt()
             self.rows_changed.emit()
             return
         rows = plan_rows(self.recording, self.montage, show_other_channels=self.show_other_channels,
@@ -103,6 +111,7 @@ class WaveformView(QWidget):
         if not f4.missing:
             self.ruler = SlowWaveRuler(f4.plot)
             self.ruler.setVisible(self.ruler_visible)
+        self.overlays.rows_rebuilt()
         self.rows_changed.emit()
 
     def _build_row(self, row: Row, *, last: bool) -> None:
@@ -150,6 +159,7 @@ class WaveformView(QWidget):
             row.grid.set_epoch_span(onset, onset + EPOCH_SECONDS)
         self.rows[0].plot.setXRange(start, stop, padding=0)
         self.caliper.detach()
+        self.overlays.window_changed()
 
     def _draw_row(self, row: Row, start: float, stop: float) -> None:
         if row.missing:

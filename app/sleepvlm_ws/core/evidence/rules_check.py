@@ -189,3 +189,24 @@ def _produces_alpha(evidence: Sequence[EpochEvidence], stages: Sequence) -> bool
     """The subject shows an alpha rhythm in some wake epoch (N1.1 applies, not N1.2)."""
     return any(_stage(stages, i) is Stage.W and ev.alpha_fraction > ALPHA_WAKE
                for i, ev in enumerate(evidence))
+
+
+def hypnogram_neighbours(scored: Sequence, suggested: Sequence | None, index: int) -> tuple:
+    """The stages either side of epoch ``index`` as the hypnogram now has them: the
+    technologist's decision where there is one, else the model's suggestion (None: neither)."""
+    def at(i: int):
+        own = _stage(scored, i)
+        if own is not None and own.is_scored:
+            return own
+        return _stage(suggested, i) if suggested is not None else None
+    return at(index - 1), at(index + 1)
+
+
+def check_suggestion(suggestion, evidence: EpochEvidence, hypnogram_neighbours: tuple) -> list[RuleCheck]:
+    """Each rule the suggestion cites, checked against the epoch's measurements, with the rules
+    that depend on the neighbours (N2.2, N2.3, N2.4, R.2, R.3, MBM) judged against the current
+    hypnogram: ``hypnogram_neighbours`` is (previous stage, next stage), see above."""
+    prev, nxt = hypnogram_neighbours
+    stages = [prev, suggestion.stage, nxt]
+    window = [evidence, evidence, evidence]   # check_rule reads only the epoch's own evidence
+    return [check_rule(rule_id, window, 1, stages) for rule_id in suggestion.rules]

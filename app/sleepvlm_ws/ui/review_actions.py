@@ -1,0 +1,285 @@
+"""The window's review features: the second opinion, the review queue, bulk acceptance.
+
+``ReviewActions`` keeps the open session's ``core.review_queue.ReviewQueue`` up to date (from
+the model's stored suggestions, the stored second opinion and, once measured in this session,
+the signal evidence), marks flagged epochs on the hypnogram, moves to the next / previous
+flagged epoch and says "reviewed X of Y flagged". "Run second opinion" runs YASA and measures
+the evidence in a QThread; the GUI thread stores the result (the study is used by one thread).
+"Accept all unflagged…" asks first, naming the count, then writes one audited transaction.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtWidgets import QMessageBox
+
+from ..core import second_opinion
+from ..core.render import RENDERER_VERSION
+from ..core.review_queue import ReviewQueue, build_queue, status_text
+from ..core.suggestions import SuggestionStore
+from ..errors import InputError
+from .loader import describe_failure
+
+MESSAGE_MS = 6000
+REBUILD_DELAY_MS = 300
+
+
+class _SecondOpinionWorker(QObject):
+    """Runs in its own thread: YASA on the recording, then the evidence measurements."""
+
+    done = Signal(object, object)      # SecondOpinionResult, evidence list (or None)
+    unavailable = Signal(str)          # the reason, one line
+
+    def __init__(self, recording, montage):
+        super().__init__()
+        self.recording, self.montage = recording, montage
+
+    @Slot()
+    def run(self) -> None:
+        from ..core.evidence import measure_recording
+
+        try:
+            result = second_opinion.compute(self.recording, self.montage)
+            evidence = measure_recording(self.recording, self.montage)
+        except Exception as error:  # noqa: BLE001 - every failure becomes one line for the user
+            self.unavailable.emit(describe_failure(self.recording.path, error))
+        else:
+            self.done.emit(result, evidence)
+
+
+class ReviewActions(QObject):
+    """Owned by the main window; the window's menu actions call its methods."""
+
+    finished = Signal()     # a second-opinion run ended (stored, unavailable or dropped)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.queue: ReviewQueue | None = None
+        self.evidence = None
+        self.bulk_box: QMessageBox | None = None
+        self.last_message = ""
+        self._thread: QThread | None = None
+        self._worker: _SecondOpinionWorker | None = None
+        self._run_session = None
+        self._bulk = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REBUILD_DELAY_MS)
+        self._timer.timeout.connect(self.rebuild)
+        controller = window.ai.controller
+        controller.suggestion_ready.connect(lambda _epoch: self._timer.start())
+        controller.finished.connect(lambda _summary: self.rebuild())
+        controller.model_loaded.connect(lambda _label: self.rebuild())
+
+    @property
+    def session(self):
+        return self.window.session
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def _say(self, text: str) -> None:
+        self.last_message = text
+        self.window.statusBar().showMessage(text, MESSAGE_MS)
+
+    def update_actions(self) -> None:
+        actions, has = self.window.menu_actions, self.session is not None
+        for name in ("next_flagged", "previous_flagged", "accept_unflagged"):
+            if name in actions:
+                actions[name].setEnabled(has)
+        if "second_opinion" in actions:
+            actions["second_opinion"].setEnabled(has and not self.running)
+
+    # -- the queue -----------------------------------------------------------------------
+    def _suggestions(self) -> dict:
+        """The suggestions under review: the loaded model's, else the study's latest model's."""
+        store = SuggestionStore(self.session.study)
+        model_id = self.window.ai.controller.model_id
+        if model_id is not None:
+            return store.all_for(model_id, RENDERER_VERSION)
+        found = store.models()
+        return store.all_for(found[0][0], found[0][1]) if found else {}
+
+    def rebuild(self) -> None:
+        """Rebuild the queue from the study (and this session's evidence); redraw the flags."""
+        self._timer.stop()
+        session = self.session
+        if session is None:
+            self.queue = None
+        else:
+            try:
+                self.queue = build_queue(session.n_epochs, self._suggestions(),
+                                         second_opinions=second_opinion.load(session.study),
+                                         evidence=self.evidence)
+            except InputError as error:
+                self._say(str(error))
+                self.queue = None
+        self.refresh_flags()
+
+    def refresh_flags(self) -> None:
+        """Hypnogram marks and the status bar, after a stage changed or the queue was rebuilt."""
+        session, queue = self.session, self.queue
+        if session is None or queue is None:
+            self.window.hypnogram.set_flags([])
+        else:
+            stages = session.stages()
+            self.window.hypnogram.set_flags(
+                queue.flagged, reviewed=[e for e in queue.flagged if stages[e].is_scored])
+        self.window._update_status()
+
+    def stage_changed(self, epoch: int) -> None:
+        """One epoch was scored or undone: its flag may now show as reviewed."""
+        if not self._bulk and self.queue is not None and self.queue.is_flagged(epoch):
+            self.refresh_flags()
+
+    def status_text(self) -> str:
+        session = self.session
+        return "" if session is None else status_text(self.queue, session.stages())
+
+    def go_flagged(self, direction: int) -> int | None:
+        """Move to the next (+1) or previous (-1) flagged epoch; None when there is none."""
+        session = self.session
+        if session is None:
+            return None
+        if self.queue is None or self._timer.isActive():
+            self.rebuild()
+        if self.queue is None or not self.queue.flagged:
+            self._say("No flagged epochs: run the model (and the second opinion) first"
+                      if self.queue is None or not self.queue.suggestions
+                      else "No flagged epochs")
+            return None
+        find = self.queue.next_after if direction > 0 else self.queue.previous_before
+        target = find(session.epoch)
+        if target is None:
+            self._say("No more flagged epochs " + ("after" if direction > 0 else "before")
+                      + " this one")
+            return None
+        self.window.go_to(target)
+        item = self.queue.item(target)
+        if item is not None:
+            self._say(f"Flagged (priority {item.priority}): {item.describe()}")
+        return target
+
+    # -- the second opinion --------------------------------------------------------------
+    def run_second_opinion(self) -> bool:
+        """Start YASA (and the evidence measurements) in a thread; False if one is running."""
+        session = self.session
+        if session is None or self.running:
+            return False
+        thread = QThread()
+        worker = _SecondOpinionWorker(session.recording, session.montage)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.done.connect(self._on_done)
+        worker.unavailable.connect(self._on_unavailable)
+        self._thread, self._worker, self._run_session = thread, worker, session
+        thread.start()
+        self._say("Second opinion: staging the night with YASA and measuring the evidence…")
+        self.update_actions()
+        return True
+
+    def _end_run(self) -> bool:
+        """Stop the thread; True when its session is still the open one."""
+        thread, self._thread, self._worker = self._thread, None, None
+        if thread is not None:
+            thread.quit()
+            thread.wait()
+        same = self._run_session is not None and self._run_session is self.session
+        self._run_session = None
+        self.update_actions()
+        return same
+
+    @Slot(object, object)
+    def _on_done(self, result, evidence) -> None:
+        if not self._end_run():
+            self.finished.emit()
+            return
+        try:
+            added = second_opinion.store(self.session.study, result, self.session.scorer)
+        except (InputError, ValueError) as error:
+            self.window.show_error("Second opinion", str(error))
+            self.finished.emit()
+            return
+        self.evidence = evidence
+        self.rebuild()
+        flagged = len(self.queue.flagged) if self.queue is not None else 0
+        self._say(f"Second opinion ({result.method}): {len(result.opinions)} epochs, "
+                  f"{added} newly stored; {flagged} epochs flagged for review")
+        self.finished.emit()
+
+    @Slot(str)
+    def _on_unavailable(self, message: str) -> None:
+        same = self._end_run()
+        if same:
+            self._say(message)
+            self.window.show_error("Second opinion", message)
+        self.finished.emit()
+
+    # -- bulk acceptance -----------------------------------------------------------------
+    def ask_accept_unflagged(self) -> QMessageBox | None:
+        """A window-modal confirmation naming the count; Yes accepts them all. None (and a
+        status message) when nothing qualifies."""
+        session = self.session
+        if session is None:
+            return None
+        self.rebuild()
+        count = len(self.queue.acceptable(session.stages())) if self.queue else 0
+        if not count:
+            self._say("Nothing to accept: every suggestion is flagged or already scored")
+            return None
+        checks = ["model answer flags", "N1", "stage changes"]
+        criteria = self.queue.criteria
+        if criteria.get("second_opinion"):
+            checks.insert(0, "second opinion")
+        if criteria.get("evidence_checked"):
+            checks.insert(0, "signal evidence")
+        box = QMessageBox(QMessageBox.Icon.Question, "Accept all unflagged",
+                          f"Accept the model's stage for {count} unflagged, unscored epochs?\n\n"
+                          f"Checked: {', '.join(checks)}. Each epoch is recorded as accepted by "
+                          f"{session.scorer} (audited, undoable one by one).",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                          self.window)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        yes = QMessageBox.StandardButton.Yes
+        box.buttonClicked.connect(
+            lambda button: box.standardButton(button) == yes and self.accept_unflagged())
+        self.bulk_box = box
+        box.open()
+        return box
+
+    def accept_unflagged(self) -> int:
+        """Accept every unflagged, unscored suggestion now (no question); returns the count."""
+        session, queue = self.session, self.queue
+        if session is None or queue is None:
+            return 0
+        self._bulk = True
+        try:
+            decisions = session.accept_unflagged(queue)
+        except (InputError, ValueError) as error:
+            self.window.show_error("Accept all unflagged", str(error))
+            return 0
+        finally:
+            self._bulk = False
+        self.refresh_flags()
+        self._say(f"Accepted {len(decisions)} unflagged epochs")
+        return len(decisions)
+
+    # -- the session ---------------------------------------------------------------------
+    def session_opened(self) -> None:
+        self.evidence = None
+        self.rebuild()
+        self.update_actions()
+
+    def session_closing(self) -> None:
+        self._timer.stop()
+        self.queue, self.evidence = None, None
+        self.window.hypnogram.set_flags([])
+
+    def shutdown(self) -> None:
+        """The window closes: a run under way finishes first (its result is dropped)."""
+        self._run_session = None
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
