@@ -47,10 +47,12 @@ def test_model_list_and_verify(tmp_path, env, tiny_pack):
     proc = run("model", "list", env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert [ln.split()[0] for ln in lines] == ["fake-model", "own-model", "tiny-qwen25vl-test"]
-    assert "0.0.1  Q4_K_M  39 MiB" in lines[2]
+    # the repository's own default pack (models/default) is always found too
+    names = ["fake-model", "own-model", "sleepvlm-ws-default", "tiny-qwen25vl-test"]
+    assert [ln.split()[0] for ln in lines] == names
+    assert "0.0.1  Q4_K_M  39 MiB" in lines[3]
     listed = json.loads(run("model", "list", "--json", env=env).stdout)
-    assert {m["name"] for m in listed} == {"fake-model", "own-model", "tiny-qwen25vl-test"}
+    assert {m["name"] for m in listed} == set(names)
     assert all(m["format"] == "sleepvlm-pack" and Path(m["pack_dir"]).is_dir() for m in listed)
     empty = run("model", "list", "--dir", str(tmp_path / "nothing-here"), env=env)
     assert empty.returncode == 0 and "no model packs found" in empty.stdout

@@ -47,8 +47,12 @@ def cmd_demo(args) -> int:
         return EXIT_OK
     from .ui.app import run_gui
 
+    model = args.model
+    if model is None and not args.no_model:
+        pack = _default_pack()
+        model = str(pack) if pack else None
     return run_gui(str(path), scorer=args.scorer, screenshot=args.screenshot,
-                   exit_after=args.exit_after, model=args.model)
+                   exit_after=args.exit_after, model=model, score=model is not None and not args.no_score)
 
 
 def cmd_open(args) -> int:
@@ -304,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="open the workstation on the bundled demo study")
     s.add_argument("--prepare-only", action="store_true", help="only generate the demo recording; print its path")
     _gui_options(s)
+    s.add_argument("--no-model", action="store_true",
+                   help="do not load the default model pack (manual scoring only)")
+    s.add_argument("--no-score", action="store_true",
+                   help="load the model but do not start scoring the night")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("open", help="open the workstation (optionally on a recording)")
@@ -329,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--deidentify", action="store_true", help="leave out patient and recording identifiers")
     s.set_defaults(func=cmd_export)
+    from .cli_report import add_report_command
+    add_report_command(sub)
+    from .cli_evaluate import add_evaluate_command
+    add_evaluate_command(sub)
 
     s = sub.add_parser("audit", help="audit trail tools")
     asub = s.add_subparsers(dest="audit_command", required=True)
@@ -391,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse already printed a one-line usage error
         return EXIT_BAD_INPUT if e.code not in (0, None) else EXIT_OK
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command in ("demo", "open", "score"):
+    if args.command in ("demo", "open", "score", "evaluate"):
         try:  # before scipy: a CUDA build of llama.cpp was seen to crash at load otherwise
             import llama_cpp  # noqa: F401
         except ImportError:

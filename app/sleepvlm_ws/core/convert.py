@@ -236,7 +236,8 @@ def convert_checkpoint(hf_dir: str | Path, out_dir: str | Path, *, name: str,
         env = converter_env()
         lm_f16 = work / "lm-f16.gguf"
         say("Converting the language model to GGUF (f16)")
-        run_logged([sys.executable, script, str(work / "hf"), "--outtype", "f16", "--outfile", str(lm_f16),
+        run_logged([sys.executable, "-m", "sleepvlm_ws.core.gguf_convert_child", script, str(work / "hf"),
+                    "--outtype", "f16", "--outfile", str(lm_f16),
                     "--model-name", name.strip()],
                    log, cwd=converter, env=env, cancel=cancel, what="language model conversion",
                    subject=hf)

@@ -97,6 +97,13 @@ def _decode(block: np.ndarray, bdf: bool) -> np.ndarray:
     return np.where(value >= 1 << 23, value - (1 << 24), value).reshape(block.shape[0], -1)
 
 
+# Paths (as given to edflib, which compares the strings) this process has open in pyedflib.
+# edflib refuses a second open of the same path, and pyedflib (0.1.42) then closes the FIRST
+# reader's handle: its reads silently become zeros. So a second open never reaches pyedflib.
+_PYEDFLIB_OPEN: set[str] = set()
+_PYEDFLIB_OPEN_LOCK = threading.Lock()
+
+
 class PyEdflibSource:
     name = "pyedflib"
 
@@ -105,13 +112,18 @@ class PyEdflibSource:
             raise SourceRefused("pyedflib does not read EDF+D")
         import pyedflib
 
-        try:
-            # Annotations are read by edf_header (cheaper, and works for files pyedflib refuses).
-            # The file size was checked by read_header; never use REPAIR_FILE_SIZE_IF_WRONG.
-            self._reader = pyedflib.EdfReader(str(header.path), pyedflib.DO_NOT_READ_ANNOTATIONS,
-                                              pyedflib.DO_NOT_CHECK_FILE_SIZE)
-        except Exception as exc:  # OSError with edflib's reason
-            raise SourceRefused(str(exc)) from None
+        self._key = str(header.path)
+        with _PYEDFLIB_OPEN_LOCK:
+            if self._key in _PYEDFLIB_OPEN:
+                raise SourceRefused("already open in pyedflib in this process")
+            try:
+                # Annotations are read by edf_header (cheaper, and works for files pyedflib refuses).
+                # The file size was checked by read_header; never use REPAIR_FILE_SIZE_IF_WRONG.
+                self._reader = pyedflib.EdfReader(self._key, pyedflib.DO_NOT_READ_ANNOTATIONS,
+                                                  pyedflib.DO_NOT_CHECK_FILE_SIZE)
+            except Exception as exc:  # OSError with edflib's reason
+                raise SourceRefused(str(exc)) from None
+            _PYEDFLIB_OPEN.add(self._key)
         try:
             self._index = _library_index(header, self._reader.getSignalLabels())
             counts = self._reader.getNSamples()
@@ -119,7 +131,7 @@ class PyEdflibSource:
                 if counts[theirs] != mine.samples_per_record * header.n_records:
                     raise SourceRefused(f"pyedflib sees {counts[theirs]} samples in {mine.label!r}")
         except Exception:
-            self._reader.close()
+            self._close_reader()
             raise
         self._lock = threading.Lock()
 
@@ -130,8 +142,13 @@ class PyEdflibSource:
             raise OSError(f"pyedflib returned {data.size} of {n} samples")
         return data
 
+    def _close_reader(self) -> None:
+        with _PYEDFLIB_OPEN_LOCK:
+            self._reader.close()
+            _PYEDFLIB_OPEN.discard(self._key)
+
     def close(self) -> None:
-        self._reader.close()
+        self._close_reader()
 
 
 def _library_index(header: EdfHeader, labels: list[str]) -> list[int]:

@@ -15,13 +15,18 @@ EXIT_OK, EXIT_INPUT_ERROR = 0, 2
 SETTLE_MS = 300          # let the first epoch paint before a screenshot
 
 
+FIRST_SUGGESTIONS = 3     # an unattended scoring demo waits for this many before its screenshot
+
+
 def run_gui(recording: str | None = None, study: str | None = None, scorer: str | None = None,
             *, screenshot: str | None = None, exit_after: float | None = None,
-            model: str | None = None) -> int:
+            model: str | None = None, score: bool = False) -> int:
     """Open the main window (and ``recording`` in the background, if given); return the exit code.
 
     ``model``: a model pack folder, loaded (verified first) in the background; its suggestions
-    appear once it is loaded.
+    appear once it is loaded. ``score``: once both the study and the model are in, score the
+    whole night in the background (the demo does this); an unattended run then waits for the
+    first suggestions before its screenshot.
 
     Unattended runs (demo, CI): ``screenshot`` saves a PNG of the window once the study (and
     the model, if given) is on screen; ``exit_after`` closes it that many seconds later. In an
@@ -36,11 +41,15 @@ def run_gui(recording: str | None = None, study: str | None = None, scorer: str 
     chosen: list[int] = []
     # What must be on screen before the screenshot / the exit timer: the study, the model.
     waiting = {"recording"} | ({"model"} if model else set())
+    scoring = bool(score and model and recording)
 
     def ready(what: str) -> None:
         if what not in waiting:
             return
         waiting.discard(what)
+        if scoring and what in ("recording", "model") and not waiting & {"recording", "model"}:
+            if window.ai.score_night():
+                waiting.add("suggestions")
         if waiting or not recording:
             return
         if screenshot:
@@ -64,6 +73,8 @@ def run_gui(recording: str | None = None, study: str | None = None, scorer: str 
 
     window.loader.loaded.connect(lambda _session: ready("recording"))
     window.ai.controller.model_loaded.connect(lambda _label: ready("model"))
+    window.ai.controller.progress.connect(
+        lambda done, _total, _eta: done >= FIRST_SUGGESTIONS and ready("suggestions"))
     if unattended:
         window.error_reporter = lambda title, message: on_failed(message)
     window.show()

@@ -1,0 +1,83 @@
+"""``sleepvlm-ws evaluate RECORDING|FOLDER --reference HYPNOGRAM [--model PACK] [--json]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+def cmd_evaluate(args) -> int:
+    from .cli import NO_DEFAULT_PACK, _default_pack, _Progress
+    from .core.evaluate import evaluate_recording, find_scored_studies, format_result, format_table, pooled
+    from .core.model_pack import verify_pack
+    from .core.runtime import LocalRuntime
+
+    target = Path(args.recording)
+    if target.is_dir():
+        if args.reference:
+            raise InputError(target, "a folder is evaluated against the hypnograms inside it; "
+                                     "leave out --reference")
+        pairs = find_scored_studies(target)
+        if not pairs:
+            raise InputError(target, "no recording with a hypnogram next to it (Sleep-EDF, MASS "
+                                     "or X.edf + X.tsv/.csv/.xml/.json naming)")
+    else:
+        if not args.reference:
+            raise InputError(target, "--reference HYPNOGRAM is needed for a single recording")
+        if not target.is_file():
+            raise InputError(target, "no such recording")
+        pairs = [(target, Path(args.reference))]
+    pack = Path(args.model) if args.model else _default_pack()
+    if pack is None:
+        raise InputError(None, NO_DEFAULT_PACK)
+    verify_pack(pack)
+    runtime = LocalRuntime(pack, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    results = []
+    try:
+        for recording, reference in pairs:
+            bar = _Progress(f"scoring {recording.name}")
+            try:
+                result = evaluate_recording(recording, reference, runtime,
+                                            study_path=args.study if len(pairs) == 1 else None,
+                                            with_yasa=not args.no_yasa, progress=bar)
+            finally:
+                bar.close()
+            results.append(result)
+            if not args.json:
+                print(format_result(result))
+                print()
+    finally:
+        runtime.close()
+    if args.json:
+        if len(results) == 1 and not target.is_dir():
+            doc = results[0].to_dict()
+        else:
+            doc = {"recordings": [r.to_dict() for r in results], "pooled": pooled(results)}
+        json.dump(doc, sys.stdout, indent=1)
+        print()
+    elif len(results) > 1:
+        p = pooled(results)
+        print(f"all {len(results)} recordings together:")
+        print("\n".join(format_table(p["model_agreement"], p["yasa_agreement"])))
+    return 0
+
+
+def add_evaluate_command(sub) -> None:
+    from .cli import _positive_int
+
+    s = sub.add_parser("evaluate", help="score a recording (or a folder of scored recordings) with a "
+                                        "model pack and compare with the reference hypnogram, "
+                                        "side by side with YASA")
+    s.add_argument("recording", help="EDF/BDF recording, or a folder of recordings with hypnograms")
+    s.add_argument("--reference", help="the reference hypnogram (TSV, CSV, XML, JSON, EDF+ annotations)")
+    s.add_argument("--model", help="model pack folder (default: the installed default pack)")
+    s.add_argument("--study", help="study file for the model's answers (default: one per recording "
+                                   "in the user data folder, so a rerun resumes)")
+    s.add_argument("--json", action="store_true", help="JSON on stdout, with every epoch")
+    s.add_argument("--no-yasa", action="store_true", help="leave out YASA's figures")
+    s.add_argument("--threads", type=_positive_int, default=None)
+    s.add_argument("--gpu-layers", type=int, default=0)
+    s.set_defaults(func=cmd_evaluate)
