@@ -62,6 +62,11 @@ def cmd_open(args) -> int:
                    screenshot=args.screenshot, exit_after=args.exit_after, model=args.model)
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (never sent raw to a terminal)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def cmd_info(args) -> int:
     from .core.montage import auto_montage, montage_summary
     from .core.recording import Recording
@@ -81,11 +86,11 @@ def cmd_info(args) -> int:
         print(f"Duration   {info['duration_s'] / 3600:.2f} h ({info['duration_s']:.0f} s), "
               f"{info['n_epochs']} epochs of 30 s")
         print(f"Channels   {len(info['channels'])}")
-        for ch in info["channels"]:
-            print(f"  {ch['label']:<24} {ch['fs']:>7g} Hz  {ch['unit']}")
+        for ch in info["channels"]:   # labels come from the file: control characters escaped
+            print(f"  {_printable(ch['label']):<24} {ch['fs']:>7g} Hz  {_printable(ch['unit'])}")
         print("Montage")
         for line in montage_summary(montage):
-            print(f"  {line}")
+            print(f"  {_printable(line)}")
     finally:
         rec.close()
     return EXIT_OK

@@ -9,7 +9,9 @@ Subjects (generator seeds 9101-9105, never used in training: training uses 1000-
 Each is written as a real EDF+ with its hypnogram as annotations and evaluated through
 core/evaluate.py (the `sleepvlm-ws evaluate` code): kappa, accuracy, macro-F1, per-stage recall,
 confusion, YASA side by side, parse rate, rule-citation agreement with the evidence targets.
-The f16 pack (same checkpoint, unquantised LM) is run on 9101-9103 for the 4-bit comparison.
+The f16 pack (same checkpoint, unquantised LM) is run on 9101-9103 (or the first --f16-subjects)
+for the 4-bit comparison. Model answers are stored in one study per subject and pack in DIR, so a
+rerun resumes and only repeats the comparison.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write-only", action="store_true", help="only write the recordings")
+    ap.add_argument("--f16-subjects", type=int, default=3,
+                    help="how many of the full-montage subjects the f16 pack is run on")
     args = ap.parse_args()
     from sleepvlm_ws.core.evaluate import evaluate_recording, pooled
     from sleepvlm_ws.core.runtime import LocalRuntime
@@ -85,7 +89,7 @@ def main() -> int:
                     str(args.out), "--hours", str(args.hours)], check=True)
     runs = [("Q4_K_M", args.pack, SUBJECTS)]
     if args.f16:
-        runs.append(("F16", args.f16, SUBJECTS[:3]))
+        runs.append(("F16", args.f16, SUBJECTS[:max(1, min(3, args.f16_subjects))]))
     report = {"hours": args.hours, "subjects": {str(s[0]): s[3] for s in SUBJECTS}, "runs": {}}
     for quant, pack, subjects in runs:
         rt = LocalRuntime(pack, n_threads=args.threads)

@@ -73,11 +73,14 @@ def render_pdf(content: ReportContent, path: str | Path) -> int:
     import matplotlib
     from matplotlib.backends.backend_pdf import PdfPages
 
-    pages = [_page_summary(content)]
-    if content.ai_stages is not None:
-        pages.append(_page_agreement(content))
-    pages.append(_page_audit(content))
-    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 9}):
+    # text.parse_math off (read when each text is made): header fields come from the recording
+    # and the study; '$...$' in an EDF patient field must print as typed, not as mathtext or a
+    # crash (found by the failure drills)
+    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 9, "text.parse_math": False}):
+        pages = [_page_summary(content)]
+        if content.ai_stages is not None:
+            pages.append(_page_agreement(content))
+        pages.append(_page_audit(content))
         with PdfPages(str(path), metadata={"Title": "Sleep study report",
                                            "Creator": "SleepVLM Workstation"}) as pdf:
             for fig in pages:
