@@ -14,6 +14,8 @@ does after everything has run.
 
 from __future__ import annotations
 
+import re
+
 import ast
 import json
 from pathlib import Path
@@ -137,7 +139,14 @@ def _found(data: bytes, text: str | None = None) -> list[str]:
             text = ""
     if data[:8].strip() in (b"0", b"\xffBIOSEMI"):   # an EDF/BDF header: its text fields
         text += "\n" + data[8:168].decode("latin-1")
-    return sorted({i for i in IDENTIFIERS if i in raw} | {i for i in IDENTIFIERS_IN_TEXT if i in text})
+    return sorted({i for i in IDENTIFIERS if i in raw} | {i for i in IDENTIFIERS_IN_TEXT if _word_in(i, text)})
+
+
+def _word_in(word: str, text: str) -> bool:
+    """``word`` in ``text`` as a token of its own: not inside a longer run of letters, digits or
+    '.' (a SHA-256 in the audit trail or a float can hold "1951" by chance; a fresh-clone CI run
+    met exactly that)."""
+    return re.search(r"(?<![0-9A-Za-z.])" + re.escape(word) + r"(?![0-9A-Za-z])", text) is not None
 
 
 def run(ctx: Context) -> list[DrillResult]:
