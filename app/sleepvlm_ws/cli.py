@@ -206,8 +206,8 @@ def cmd_score(args) -> int:
     from .core.model_pack import verify_pack
     from .core.recording import Recording
     from .core.runtime import LocalRuntime
-    from .core.scoring_run import ScoringRun
-    from .core.study import Study, default_study_path
+    from .core.scoring_run import ScoringRun, study_montage
+    from .core.study import default_study_path
 
     rec = Recording.open(args.recording)
     try:
@@ -216,15 +216,7 @@ def cmd_score(args) -> int:
             raise InputError(None, NO_DEFAULT_PACK)
         verify_pack(pack)  # a bad pack or a hash mismatch stops here, before any study is made
         study_path = Path(args.study) if args.study else default_study_path(rec.path)
-        if not study_path.exists():
-            from .core.session import ScoringSession
-
-            ScoringSession.open(rec.path, study_path=study_path, scorer=args.scorer).close()
-        with Study.open(study_path) as study:
-            montage, fingerprint = study.montage, study.meta["recording_fingerprint"]
-        if fingerprint and fingerprint != rec.fingerprint():
-            raise InputError(study_path, f"this study belongs to another recording, not "
-                                         f"{rec.path.name}")
+        montage = study_montage(rec, study_path, args.scorer)
         runtime = LocalRuntime(pack, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
         run = ScoringRun(rec, montage, study_path, runtime, rationale=args.rationale,
                          actor=args.scorer)

@@ -81,7 +81,7 @@ def find_scored_studies(directory: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _study_path(recording, pack_manifest, study_path) -> Path:
+def _study_path(recording, study_path) -> Path:
     if study_path:
         return Path(study_path)
     from ..paths import user_data_dir
@@ -125,8 +125,7 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
     from .formats import import_hypnogram
     from .recording import Recording
     from .render import RENDERER_VERSION
-    from .scoring_run import ScoringRun
-    from .session import ScoringSession
+    from .scoring_run import ScoringRun, study_montage
     from .study import Study
     from .suggestions import FAST, SuggestionStore
 
@@ -134,13 +133,8 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
     try:
         n = int(rec.n_epochs)
         reference = list(import_hypnogram(reference_path, n_epochs=n).stages)
-        path = _study_path(rec, getattr(runtime, "manifest", None), study_path)
-        if not path.exists():
-            ScoringSession.open(rec.path, study_path=path, scorer=scorer).close()
-        with Study.open(path) as study:
-            montage, fingerprint = study.montage, study.meta["recording_fingerprint"]
-        if fingerprint and fingerprint != rec.fingerprint():
-            raise InputError(path, f"this study belongs to another recording, not {rec.path.name}")
+        path = _study_path(rec, study_path)
+        montage = study_montage(rec, path, scorer)
         t0 = time.perf_counter()
         summary = ScoringRun(rec, montage, path, runtime, rationale="none", actor=scorer).run(progress=progress)
         scoring_s = time.perf_counter() - t0

@@ -72,6 +72,23 @@ class RunSummary:
                 "images_rendered": self.images_rendered, "seconds": round(self.seconds, 3)}
 
 
+def study_montage(recording, study_path: str | Path, scorer: str) -> Montage:
+    """The montage of the study a run writes into: the study is created (auto montage) when it
+    does not exist; one that belongs to another recording is refused (InputError, one line)."""
+    from ..errors import InputError
+
+    path = Path(study_path)
+    if not path.exists():
+        from .session import ScoringSession
+
+        ScoringSession.open(recording.path, study_path=path, scorer=scorer).close()
+    with Study.open(path) as study:
+        montage, fingerprint = study.montage, study.meta["recording_fingerprint"]
+    if fingerprint and fingerprint != recording.fingerprint():
+        raise InputError(path, f"this study belongs to another recording, not {recording.path.name}")
+    return montage
+
+
 def read_epoch_window(recording, montage: Montage, epoch: int) -> EpochWindow:
     """Raw samples of every role around ``epoch`` (the renderer's input)."""
     span = epoch_window_span(epoch, recording.duration_s)

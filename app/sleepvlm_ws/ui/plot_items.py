@@ -56,7 +56,22 @@ class ClockAxis(pg.AxisItem):
         return [clock_text(self.start, v, with_seconds=with_seconds) for v in values]
 
 
-class SecondGrid(pg.GraphicsObject):
+class _ViewSized(pg.GraphicsObject):
+    """A GraphicsObject that covers exactly the view box it is in (redrawn when the view moves)."""
+
+    def _view_rect(self) -> QRectF:
+        vb = self.getViewBox()
+        return QRectF() if vb is None else vb.viewRect()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt API)
+        return self._view_rect()
+
+    def viewRangeChanged(self):  # noqa: N802 (pyqtgraph API)
+        self.prepareGeometryChange()
+        self.update()
+
+
+class SecondGrid(_ViewSized):
     """Vertical grid of the waveform rows: a line every second, heavier every 5 s, heaviest at
     epoch borders, and the scored epoch shaded. Paints only what is in view (cheap to page)."""
 
@@ -71,17 +86,6 @@ class SecondGrid(pg.GraphicsObject):
 
     def set_epoch_span(self, start_s: float, stop_s: float) -> None:
         self.epoch_span = (start_s, stop_s)
-        self.update()
-
-    def _view_rect(self) -> QRectF:
-        vb = self.getViewBox()
-        return QRectF() if vb is None else vb.viewRect()
-
-    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt API)
-        return self._view_rect()
-
-    def viewRangeChanged(self):  # noqa: N802 (pyqtgraph API)
-        self.prepareGeometryChange()
         self.update()
 
     def paint(self, painter, *args):
@@ -103,7 +107,7 @@ class SecondGrid(pg.GraphicsObject):
             painter.drawLine(QLineF(second, top, second, bottom))
 
 
-class EventRegions(pg.GraphicsObject):
+class EventRegions(_ViewSized):
     """Translucent bands over one waveform row: detected events, each ``(start_s, stop_s,
     colour)``, painted across the row's height. Paints only what is in view; ``set_regions``
     replaces the whole set (paging reuses the item)."""
@@ -124,17 +128,6 @@ class EventRegions(pg.GraphicsObject):
         if brush is None:
             brush = self._brushes[colour] = pg.mkBrush(QColor(colour))
         return brush
-
-    def _view_rect(self) -> QRectF:
-        vb = self.getViewBox()
-        return QRectF() if vb is None else vb.viewRect()
-
-    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt API)
-        return self._view_rect()
-
-    def viewRangeChanged(self):  # noqa: N802 (pyqtgraph API)
-        self.prepareGeometryChange()
-        self.update()
 
     def paint(self, painter, *args):
         rect = self._view_rect()

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from sleepvlm_ws.core.convert import QWEN25VL_CHAT_TEMPLATE
+
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -23,28 +25,6 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_s
                   "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>",
                   "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
                   "<|image_pad|>", "<|video_pad|>")
-
-# The Qwen2.5-VL chat template (system, user turns with images as vision placeholders, the
-# assistant header). llama.cpp renders it from the GGUF at run time: training uses the same text.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}"
-    "{% endif %}"
-    "{% endfor %}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 def train_tokenizer(corpus: Iterable[str], out_dir: str | Path, *, vocab_size: int = 4096) -> Path:
     """Learn the BPE merges from ``corpus`` and write a Hugging Face tokenizer to ``out_dir``.
@@ -73,7 +53,7 @@ def train_tokenizer(corpus: Iterable[str], out_dir: str | Path, *, vocab_size: i
         "model_max_length": 8192, "pad_token": "<|endoftext|>", "split_special_tokens": False,
         "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
         "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": QWEN25VL_CHAT_TEMPLATE,   # llama.cpp renders it from the GGUF
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     return out
