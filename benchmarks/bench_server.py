@@ -2,9 +2,18 @@
 
 Starts llama.cpp's own server (``llama-server``, continuous batching, ``-np`` parallel slots) on
 127.0.0.1 with a model pack, or uses a server already running (``--url``), and drives it with
-the workstation's own client (``core.remote.RemoteRuntime``) from N threads: consecutive epochs
-of a synthetic night, full rationales (``--rationale-tokens`` each) or fast answers. Prints
-epochs/s beside SleepVLM's published 4.15 epochs/s (W4A16, vLLM batching, RTX 4090-class GPU).
+the workstation's own code, one of two ways (``--path``):
+
+- ``client``: ``core.remote.RemoteRuntime`` from N threads, consecutive epochs of a synthetic
+  night rendered beforehand (the server's throughput as the client sees it);
+- ``scoring-run``: the whole workstation path, ``sleepvlm-ws score --server URL --parallel N``'s
+  code (``ScoringRun(parallel=N)``): a synthetic night written as EDF+, read, rendered, asked,
+  parsed and stored in a study file.
+
+Full rationales (up to ``--rationale-tokens`` each) or fast answers (``--fast``). ``--server-args`` passes flags on to
+llama-server (``-bs``: sampling on the GPU). Prints epochs/s beside SleepVLM's published 4.15
+epochs/s (W4A16, vLLM batching, RTX 4090-class GPU) and, from the server's log, the time per
+generated token of one sequence and the mean number of sequences decoding together.
 
 Run:  python benchmarks/bench_server.py --server-bin PATH/llama-server --pack DIR --parallel 8
       python benchmarks/bench_server.py --url http://127.0.0.1:8080 --pack DIR --parallel 8
@@ -14,9 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -26,6 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app"))
 
+PAPER_EPOCHS_PER_S = 4.15
+_EVAL_LINE = re.compile(r"\|\s+eval time =\s+([\d.]+) ms /\s+(\d+) tokens")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,14 +49,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(binary: str, pack_dir: Path, parallel: int, ctx_per_slot: int, log: Path) -> tuple:
+def start_server(binary: str, pack_dir: Path, parallel: int, ctx_per_slot: int, log: Path,
+                 extra: list[str]) -> tuple:
     from sleepvlm_ws.core.model_pack import verify_pack
 
     m = verify_pack(pack_dir, cache=False)
     port = free_port()
     cmd = [binary, "-m", str(m.lm_path), "--mmproj", str(m.mmproj_path),
            "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
-           "-c", str(ctx_per_slot * parallel), "-ngl", "999", "-fa", "on"]
+           "-c", str(ctx_per_slot * parallel), "-ngl", "999", "-fa", "on", *extra]
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
@@ -57,14 +74,19 @@ def start_server(binary: str, pack_dir: Path, parallel: int, ctx_per_slot: int, 
     sys.exit("llama-server did not become ready in 300 s")
 
 
+def bench_stages(n: int) -> list:
+    from sleepvlm_ws.core.stages import Stage
+
+    cycle = [Stage.W] * 4 + [Stage.N1] * 3 + [Stage.N2] * 8 + [Stage.N3] * 6 + [Stage.R] * 6
+    return (cycle * (n // len(cycle) + 1))[:n]
+
+
 def epoch_images(n: int, fs: float = 256.0):
     from sleepvlm_ws.core.render import PAD_S, EpochWindow, epoch_window_span, render_png
     from sleepvlm_ws.core.request import request_images
-    from sleepvlm_ws.core.stages import Stage
     from sleepvlm_ws.core.synth import generate_night
 
-    stages = ([Stage.W] * 4 + [Stage.N1] * 3 + [Stage.N2] * 8 + [Stage.N3] * 6 + [Stage.R] * 6) * (n // 27 + 1)
-    stages = stages[: n + 2]
+    stages = bench_stages(n + 2)
     night = generate_night(seed=3, fs=fs, stages=stages)
     pngs = []
     dur = len(stages) * 30.0
@@ -76,64 +98,143 @@ def epoch_images(n: int, fs: float = 256.0):
     return [request_images(pngs[i - 1], pngs[i], pngs[i + 1]) for i in range(1, n + 1)]
 
 
+class _Counted:
+    """The runtime as a run sees it, every request asked the same way (``rationale``,
+    ``max_tokens``), the generated tokens counted."""
+
+    concurrent_requests = True
+
+    def __init__(self, runtime, rationale: bool, max_tokens: int):
+        self.runtime, self.rationale, self.max_tokens = runtime, rationale, max_tokens
+        self.model_id = runtime.model_id
+        self.tokens: list[int] = []
+        self._lock = threading.Lock()
+
+    def suggest(self, images, *, rationale: bool = False, max_tokens=None):
+        answer = self.runtime.suggest(images, rationale=self.rationale, max_tokens=self.max_tokens)
+        with self._lock:
+            self.tokens.append(answer.completion_tokens or 0)
+        return answer
+
+
+def run_client(rt: _Counted, requests, parallel: int) -> float:
+    rt.suggest(requests[0])  # warm-up
+    rt.tokens.clear()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(rt.suggest, requests))
+    return time.perf_counter() - t0
+
+
+def run_scoring(rt: _Counted, n: int, parallel: int) -> float:
+    from sleepvlm_ws.core.recording import Recording
+    from sleepvlm_ws.core.scoring_run import ScoringRun, study_montage
+    from sleepvlm_ws.core.synth import generate_night, write_night_edf
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    edf = write_night_edf(generate_night(seed=3, fs=256.0, stages=bench_stages(n)),
+                          folder / "night.edf")
+    rt.suggest(epoch_images(1)[0])  # warm-up
+    rt.tokens.clear()
+    rec = Recording.open(edf)
+    try:
+        study = folder / "night.svlm-study"
+        run = ScoringRun(rec, study_montage(rec, study, "bench"), study, rt, parallel=parallel,
+                         actor="bench")
+        t0 = time.perf_counter()
+        summary = run.run()
+        wall = time.perf_counter() - t0
+    finally:
+        rec.close()
+    if summary.stored["fast"] + summary.skipped_no_signal != n:
+        sys.exit(f"the scoring run stored {summary.stored['fast']} of {n} epochs")
+    return wall
+
+
+def server_log_summary(log: Path, parallel: int) -> str:
+    """Time per generated token of one sequence (median over requests) from llama-server's log."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    per_token = [float(ms) / int(n) for ms, n in _EVAL_LINE.findall(text) if int(n) > 1]
+    if len(per_token) < 2:
+        return ""
+    med = statistics.median(per_token[1:])  # the first is the lone warm-up
+    return (f"server log: {med:.1f} ms per generated token of one sequence (median of "
+            f"{len(per_token) - 1} requests); with {parallel} slots decoding together that is "
+            f"a decode step every {med:.1f} ms for {parallel} tokens")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pack", type=Path, required=True)
     ap.add_argument("--server-bin")
     ap.add_argument("--url")
-    ap.add_argument("--parallel", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=48)
+    ap.add_argument("--server-args", default="", help="more llama-server flags, e.g. '-bs'")
+    ap.add_argument("--parallel", type=int, default=8, help="requests in flight (all servers)")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="llama-server processes on the GPU, parallel/instances slots each; "
+                         "requests go to the least busy (core.remote.RemotePool)")
+    ap.add_argument("--requests", type=int, default=0, help="default: 6 per slot")
     ap.add_argument("--rationale-tokens", type=int, default=300)
     ap.add_argument("--fast", action="store_true", help="fast answers instead of rationales")
-    ap.add_argument("--ctx-per-slot", type=int, default=8192)
+    ap.add_argument("--path", choices=["client", "scoring-run"], default="client")
+    ap.add_argument("--ctx-per-slot", type=int, default=4096)
     ap.add_argument("--log", type=Path, default=Path("llama-server.log"))
     ap.add_argument("--no-grammar", action="store_true",
                     help="send no answer grammar (random weights break it at nearly every token, "
                          "forcing a full 152k-vocabulary grammar pass a trained model rarely needs)")
     args = ap.parse_args()
-    from sleepvlm_ws.core.remote import RemoteRuntime
+    from sleepvlm_ws.core.remote import RemotePool
 
-    proc = None
-    url = args.url
-    if url is None:
+    n = args.requests or 6 * args.parallel
+    procs, urls = [], [u for u in (args.url or "").split(",") if u]
+    if not urls:
         if not args.server_bin:
             sys.exit("give --url or --server-bin")
-        proc, url = start_server(args.server_bin, args.pack, args.parallel, args.ctx_per_slot, args.log)
+        slots = max(1, args.parallel // args.instances)
+        for i in range(args.instances):
+            log = args.log if i == 0 else args.log.with_name(f"{args.log.stem}-{i}{args.log.suffix}")
+            proc, url = start_server(args.server_bin, args.pack, slots, args.ctx_per_slot, log,
+                                     shlex.split(args.server_args))
+            procs.append(proc)
+            urls.append(url)
+    url = ",".join(urls)
+    rationale = not args.fast
+    max_tokens = args.rationale_tokens if rationale else 128
     try:
-        requests = epoch_images(args.requests)
-        rt = RemoteRuntime.from_pack(url, args.pack, timeout=600, grammar=not args.no_grammar)
-        rationale = not args.fast
-        max_tokens = args.rationale_tokens if rationale else 128
-        rt.suggest(requests[0], rationale=rationale, max_tokens=max_tokens)  # warm-up
-        lock = threading.Lock()
-        tokens = []
-
-        def one(img):
-            a = rt.suggest(img, rationale=rationale, max_tokens=max_tokens)
-            with lock:
-                tokens.append(a.completion_tokens or 0)
-            return a
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            list(pool.map(one, requests))
-        wall = time.perf_counter() - t0
+        remote = RemotePool.from_pack(urls, args.pack, timeout=600, grammar=not args.no_grammar)
+        rt = _Counted(remote, rationale, max_tokens)
+        if args.path == "client":
+            wall = run_client(rt, epoch_images(n), args.parallel)
+        else:
+            wall = run_scoring(rt, n, args.parallel)
+        tokens = rt.tokens
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.terminate()
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    n = len(requests)
     mean_tok = sum(tokens) / max(1, len(tokens))
     kind = f"rationale, ~{mean_tok:.0f} tokens" if rationale else f"fast answer, ~{mean_tok:.0f} tokens"
-    print(f"server {url}, {args.parallel} parallel slots, {n} requests ({kind}), pack {args.pack.name}, "
+    print(f"server {url}{' ' + args.server_args if args.server_args else ''}, {args.parallel} "
+          f"parallel slots, {n} requests ({kind}), path {args.path}, pack {args.pack.name}, "
           f"{'no grammar' if args.no_grammar else 'under the answer grammar'}")
     print(f"{'set-up':<58} {'epochs/s':>9} {'s/epoch':>8}")
-    print(f"{'workstation client -> llama-server, ' + str(args.parallel) + ' slots':<58} {n / wall:9.2f} {wall / n:8.2f}")
-    print(f"{'SleepVLM paper: W4A16, vLLM batched, RTX 4090-class':<58} {4.15:9.2f} {1 / 4.15:8.2f}")
+    servers = f"{args.instances} llama-servers" if args.instances > 1 else "llama-server"
+    label = (f"workstation client -> {servers}, {args.parallel} slots" if args.path == "client"
+             else f"ScoringRun(parallel={args.parallel}) -> {servers}")
+    print(f"{label:<58} {n / wall:9.2f} {wall / n:8.2f}")
+    print(f"{'SleepVLM paper: W4A16, vLLM batched, RTX 4090-class':<58} "
+          f"{PAPER_EPOCHS_PER_S:9.2f} {1 / PAPER_EPOCHS_PER_S:8.2f}")
     print(f"tokens/s generated: {sum(tokens) / wall:.0f}; machine: {os.cpu_count()} cores")
+    if procs:
+        summary = server_log_summary(args.log, max(1, args.parallel // args.instances))
+        if summary:
+            print(summary)
 
 
 if __name__ == "__main__":

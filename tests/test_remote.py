@@ -5,20 +5,16 @@ starlette-context, pydantic-settings)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 
 import pytest
 
+from sleepvlm_ws.errors import InputError
 from sleepvlm_ws.core.model_pack import verify_pack
 from sleepvlm_ws.core.montage import auto_montage
 from sleepvlm_ws.core.recording import Recording
-from sleepvlm_ws.core.remote import RemoteRuntime, RemoteServerError
+from sleepvlm_ws.core.remote import RemotePool, RemoteRuntime, RemoteServerError
 from sleepvlm_ws.core.render import RENDERER_VERSION
 from sleepvlm_ws.core.request import blank_epoch_png, request_images
 from sleepvlm_ws.core.scoring_run import EpochImageCache, ScoringRun
@@ -27,27 +23,12 @@ from sleepvlm_ws.core.study import Study
 from sleepvlm_ws.core.suggestions import FAST, SuggestionStore
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 
+from llama_cpp_server import free_port, serving  # noqa: E402
+
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extras are missing")
 
 API_KEY = "test-key-not-secret"
 ALIAS = "sleepvlm-tiny"
-READY_WITHIN_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ready(base: str) -> bool:
-    req = urllib.request.Request(f"{base}/v1/models",
-                                 headers={"Authorization": f"Bearer {API_KEY}"})
-    try:
-        with urllib.request.urlopen(req, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -60,33 +41,9 @@ def pack_manifest(tiny_pack, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(pack_manifest, tmp_path_factory):
     """llama-cpp-python's server on a free loopback port; killed at the end."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server",
-           "--model", str(pack_manifest.lm_path), "--model_alias", ALIAS,
-           "--clip_model_path", str(pack_manifest.mmproj_path), "--chat_format", "mtmd",
-           "--n_ctx", str(pack_manifest.context_size), "--n_threads", "2",
-           "--host", "127.0.0.1", "--port", str(port), "--api_key", API_KEY,
-           "--verbose", "False"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        deadline = time.monotonic() + READY_WITHIN_S
-        while not _ready(base):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"llama-cpp-python server did not come up (exit {proc.poll()}):\n{tail}")
-            time.sleep(0.2)
+    with serving(pack_manifest, alias=ALIAS, api_key=API_KEY, threads=2,
+                 log_dir=tmp_path_factory.mktemp("server")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +55,9 @@ def night(tmp_path_factory):
 
 def _remote(server, manifest, **kwargs) -> RemoteRuntime:
     kwargs.setdefault("api_key", API_KEY)
+    kwargs.setdefault("timeout", 120)
     return RemoteRuntime(server, system_prompt=manifest.system_prompt(),
-                         rule_ids=manifest.rule_vocabulary, timeout=120, **kwargs)
+                         rule_ids=manifest.rule_vocabulary, **kwargs)
 
 
 def _images(night, epoch=1):
@@ -178,7 +136,7 @@ def test_a_wrong_or_missing_api_key_is_one_clear_line(server, pack_manifest, nig
 def test_an_unreachable_or_silent_server_fails_within_the_timeout(pack_manifest):
     images = request_images(None, blank_epoch_png(), None)
     prompt = pack_manifest.system_prompt()
-    closed = RemoteRuntime(f"http://127.0.0.1:{_free_port()}", model="m", system_prompt=prompt,
+    closed = RemoteRuntime(f"http://127.0.0.1:{free_port()}", model="m", system_prompt=prompt,
                            timeout=5)
     with pytest.raises(RemoteServerError, match="cannot reach the AI server"):
         closed.suggest(images, rationale=False)
@@ -236,3 +194,127 @@ def test_from_pack_reads_prompt_and_rules(tiny_pack, tmp_path, monkeypatch):
     assert remote.system_prompt == manifest.system_prompt()
     assert remote.rule_ids == tuple(manifest.rule_vocabulary)
     assert remote.base_url == "http://127.0.0.1:1" and remote.model_id == "abc"
+
+
+# -- several requests in flight: ScoringRun(parallel=N), RemotePool, `score --server` ----------
+@pytest.fixture(scope="module")
+def longer_night(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("longer")
+    stages = [Stage.W, Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.N3, Stage.R]
+    return write_night_edf(generate_night(seed=12, fs=100.0, stages=stages), folder / "l.edf")
+
+
+def _fresh_study(rec, path):
+    montage = auto_montage([c.label for c in rec.channels])
+    Study.create(path, recording_path=rec.path, n_epochs=rec.n_epochs, montage=montage,
+                 scorer="amy").close()
+    return montage
+
+
+def _layer(path, model_id=f"remote:{ALIAS}"):
+    with Study.open(path) as s:
+        assert s.verify().ok
+        return SuggestionStore(s).all_for(model_id, RENDERER_VERSION)
+
+
+def test_a_parallel_run_stores_every_epoch_once_with_the_sequential_answers(
+        server, pack_manifest, longer_night, tmp_path):
+    rec = Recording.open(longer_night)
+    try:
+        answers = {}
+        for parallel in (1, 3):
+            path = tmp_path / f"p{parallel}.sleepvlm"
+            montage = _fresh_study(rec, path)
+            seen = []
+            summary = ScoringRun(rec, montage, path, _remote(server, pack_manifest),
+                                 parallel=parallel).run(progress=lambda d, t, e: seen.append(d))
+            assert summary.outcome == "completed" and summary.model_calls == rec.n_epochs == 8
+            assert summary.stored[FAST] == 8 and seen == list(range(9))
+            answers[parallel] = {e: (s.stage, tuple(s.rules)) for e, s in _layer(path).items()}
+    finally:
+        rec.close()
+    assert sorted(answers[3]) == list(range(8)) and answers[3] == answers[1]
+
+
+def test_a_failed_request_stops_the_run_but_keeps_the_answers_already_paid_for(
+        server, pack_manifest, longer_night, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    runtimes = [_remote(server, pack_manifest, model=ALIAS),
+                _remote(dead, pack_manifest, model=ALIAS, timeout=5)]
+    pool = RemotePool(runtimes)
+    path = tmp_path / "f.sleepvlm"
+    rec = Recording.open(longer_night)
+    try:
+        montage = _fresh_study(rec, path)
+        with pytest.raises(RemoteServerError, match="cannot reach the AI server"):
+            ScoringRun(rec, montage, path, pool, parallel=4).run()
+        kept = sorted(_layer(path))
+        # the live server answered the requests sent to it before the dead one's failure came
+        # back, and those answers were stored; a resumed run asks only for the rest
+        assert 0 < len(kept) < 8
+        again = ScoringRun(rec, montage, path, _remote(server, pack_manifest), parallel=2).run()
+    finally:
+        rec.close()
+    assert again.already_stored[FAST] == len(kept) and again.model_calls == 8 - len(kept)
+    assert sorted(_layer(path)) == list(range(8))
+    with Study.open(path) as s:
+        n = s.query("SELECT COUNT(*) FROM suggestions")[0][0]
+    assert n == 8
+
+
+def test_a_pool_sends_to_the_least_busy_server_and_names_one_model(server, pack_manifest):
+    pool = RemotePool([_remote(server, pack_manifest), _remote(server + "/v1", pack_manifest)])
+    assert pool.concurrent_requests and pool.model_id == f"remote:{ALIAS}"
+    assert pool.label.endswith("and 1 more server")
+    mixed = RemotePool([_remote(server, pack_manifest, model="a"),
+                        _remote(server, pack_manifest, model="b")])
+    with pytest.raises(InputError, match="serve different models"):
+        mixed.model_id
+    with pytest.raises(ValueError):
+        RemotePool([])
+
+
+def test_parallel_requests_need_a_runtime_that_takes_them(tiny_pack, longer_night, tmp_path):
+    from sleepvlm_ws.core.runtime import LocalRuntime
+
+    rec = Recording.open(longer_night)
+    try:
+        montage = auto_montage([c.label for c in rec.channels])
+        with LocalRuntime(tiny_pack, n_threads=1) as local:
+            with pytest.raises(ValueError, match="one request at a time"):
+                ScoringRun(rec, montage, tmp_path / "x.sleepvlm", local, parallel=2)
+        for bad in (0, -1, 1.5, True):
+            with pytest.raises(ValueError, match="parallel"):
+                ScoringRun(rec, montage, tmp_path / "x.sleepvlm", object(), parallel=bad)
+    finally:
+        rec.close()
+
+
+def test_score_cli_through_a_server(server, tiny_pack, longer_night, tmp_path, monkeypatch, capsys):
+    from sleepvlm_ws.cli import main
+
+    monkeypatch.setenv("SLEEPVLM_WS_HOME", str(tmp_path / "home"))
+    study = tmp_path / "cli.sleepvlm"
+    args = ["score", str(longer_night), "--model", str(tiny_pack), "--study", str(study),
+            "--server", server, "--parallel", "2"]
+    monkeypatch.delenv("SLEEPVLM_WS_API_KEY", raising=False)
+    assert main(args) == 2                      # no key: the server refuses, one line
+    err = capsys.readouterr().err.strip()
+    assert "HTTP 401" in err and "\n" not in err and "Traceback" not in err
+
+    monkeypatch.setenv("SLEEPVLM_WS_API_KEY", API_KEY)
+    args[args.index(server)] = f"{server},{server}/v1"   # two servers of one model: a pool
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "8 suggestion(s) stored" in out
+    assert sorted(_layer(study)) == list(range(8))
+    assert main(args) == 0                      # nothing left to ask
+    assert "0 suggestion(s) stored, 8 epoch(s) already scored" in capsys.readouterr().out
+
+    assert main(["score", str(longer_night), "--model", str(tiny_pack), "--parallel", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--parallel needs --server" in err and "\n" not in err
+    assert main(["score", str(longer_night), "--model", str(tiny_pack), "--no-grammar"]) == 2
+    assert "--no-grammar is for --server" in capsys.readouterr().err
+    assert main(["score", str(longer_night), "--model", str(tiny_pack), "--server", " , "]) == 2
+    assert "--server needs the server's address" in capsys.readouterr().err

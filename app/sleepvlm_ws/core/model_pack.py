@@ -294,13 +294,17 @@ def describe_file(pack_dir: Path, rel: str) -> PackFile:
 
 
 def default_search_dirs() -> list[Path]:
-    """Where packs are looked for: the repository's models/, the user's packs/, $SLEEPVLM_WS_PACKS."""
-    from ..paths import repo_root, user_data_dir
+    """Where packs are looked for: the repository's models/ (a desktop bundle's own models/ when
+    frozen), the user's packs/, $SLEEPVLM_WS_PACKS."""
+    from ..paths import bundle_dir, repo_root, user_data_dir
 
     dirs: list[Path] = []
     root = repo_root()
     if root is not None:
         dirs.append(root / "models")
+    bundled = bundle_dir()
+    if bundled is not None:
+        dirs.append(bundled / "models")
     dirs.append(user_data_dir() / "packs")
     for part in os.environ.get(PACKS_ENV, "").split(os.pathsep):
         if part.strip():

@@ -22,6 +22,7 @@ every failure becomes one line (``RemoteServerError``) naming the server.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -42,7 +43,8 @@ DEFAULT_TIMEOUT_S = 300.0
 RESPONSE_FORMATS = (None, "json_object", "json_schema")
 _MAX_ERROR_CHARS = 200
 
-__all__ = ["RemoteRuntime", "RemoteServerError", "DEFAULT_TIMEOUT_S"]
+__all__ = ["RemoteRuntime", "RemotePool", "RemoteServerError", "DEFAULT_TIMEOUT_S",
+           "check_server_url", "parse_server_urls"]
 
 
 class RemoteServerError(InputError):
@@ -60,11 +62,15 @@ class RemoteRuntime:
     to run that very file, so its suggestions and the local runtime's are one layer).
     """
 
+    # ``suggest`` may be called from several threads at once (one HTTP request each): a server
+    # with parallel slots batches them (ScoringRun's ``parallel``).
+    concurrent_requests = True
+
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_S, *, system_prompt: str,
                  rule_ids: Iterable[str] = SLEEPVLM_RULE_IDS, grammar: bool = True,
                  response_format: str | None = None, model_id: str | None = None):
-        self.base_url = _check_url(base_url)
+        self.base_url = check_server_url(base_url)
         if not isinstance(system_prompt, str) or not system_prompt.strip():
             raise ValueError("a system prompt is required (the model pack's prompt file)")
         if response_format not in RESPONSE_FORMATS:
@@ -239,13 +245,84 @@ class RemoteRuntime:
         return RemoteServerError(None, f"{self.base_url}: {problem}")
 
 
-def _check_url(base_url: object) -> str:
+class RemotePool:
+    """Several servers running the same model, used as one: each request goes to the server
+    with the fewest requests in flight (the first of those on a tie). A lab with more than one
+    GPU, or more than one llama-server on one GPU (one's image encoding then overlaps the
+    other's decoding), scores a night with ``ScoringRun(parallel=...)`` through a pool.
+    Every server must list the same served model name; suggestions are stored under it."""
+
+    concurrent_requests = True
+
+    def __init__(self, runtimes: Iterable[RemoteRuntime]):
+        self.runtimes = list(runtimes)
+        if not self.runtimes:
+            raise ValueError("a pool needs at least one server")
+        self._busy = [0] * len(self.runtimes)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pack(cls, base_urls: Iterable[str], pack_dir: str | Path, **kwargs) -> "RemotePool":
+        manifest = verify_pack(pack_dir)
+        return cls(RemoteRuntime(url, system_prompt=manifest.system_prompt(),
+                                 rule_ids=manifest.rule_vocabulary, **kwargs)
+                   for url in base_urls)
+
+    @property
+    def label(self) -> str:
+        first = self.runtimes[0]
+        more = len(self.runtimes) - 1
+        return first.label + (f" and {more} more server{'s' * (more > 1)}" if more else "")
+
+    @property
+    def model_id(self) -> str:
+        ids = {r.model_id for r in self.runtimes}
+        if len(ids) > 1:
+            raise InputError(None, "the servers serve different models: "
+                                   + ", ".join(sorted(ids)) + "; give servers of one model")
+        return ids.pop()
+
+    def suggest(self, images: EpochImages, *, rationale: bool,
+                max_tokens: int | None = None) -> RuntimeAnswer:
+        with self._lock:
+            i = min(range(len(self._busy)), key=self._busy.__getitem__)
+            self._busy[i] += 1
+        try:
+            return self.runtimes[i].suggest(images, rationale=rationale, max_tokens=max_tokens)
+        finally:
+            with self._lock:
+                self._busy[i] -= 1
+
+    def close(self) -> None:
+        for runtime in self.runtimes:
+            runtime.close()
+
+
+def parse_server_urls(text: object) -> list[str]:
+    """The server addresses in ``text`` (separated by commas or spaces), each checked and
+    written as ``RemoteRuntime`` uses it, duplicates dropped; [] for none. A malformed address
+    is a RemoteServerError (one line naming it)."""
+    if not isinstance(text, str):
+        raise RemoteServerError(None, "the server addresses must be text")
+    urls: list[str] = []
+    for word in re.split(r"[,\s]+", text.strip()):
+        if word:
+            url = check_server_url(word)
+            if url not in urls:
+                urls.append(url)
+    return urls
+
+
+def check_server_url(base_url: object) -> str:
+    """``base_url`` as requests use it (no trailing ``/`` or ``/v1``); a RemoteServerError
+    (one line) when it is not a plain http(s) server address."""
     if not isinstance(base_url, str) or not base_url.strip():
         raise RemoteServerError(None, "no AI server address given")
     url = base_url.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise RemoteServerError(None, f"{base_url}: not an http(s) server address")
+        hint = "" if "://" in url else f" (write it as http://{url})"
+        raise RemoteServerError(None, f"{base_url}: not an http(s) server address{hint}")
     if "@" in parts.netloc:
         raise RemoteServerError(None, "a server address takes no user name or password "
                                       "(give the API key separately)")

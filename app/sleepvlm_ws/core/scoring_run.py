@@ -12,6 +12,12 @@ Each request carries three images (preceding, target, following epoch); each ima
 rendered once and kept in a small LRU for the two other requests it appears in. An epoch
 with no signal in its target window is skipped: nothing stored, counted. The run is audited
 once when it starts and once when it ends (``core.suggestions``), never per epoch.
+
+With ``parallel`` > 1 (a runtime that serves concurrent requests: ``RemoteRuntime`` in front
+of a server with several slots) up to that many requests are in flight at once. Images are
+still rendered, and answers still stored, in the run's own thread, as each answer arrives;
+a stop, a pause or a failed request lets the requests already sent finish and stores their
+answers first, so nothing paid for is thrown away and a resumed run asks only for the rest.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -163,12 +170,14 @@ class ScoringRun:
     (then a second pass adds the reasoning). ``actor``: who the audit events name.
     ``max_tokens``: pass -> new-token budget, where the runtime's default (128 fast, 1024
     with the rationale) is not wanted; an answer cut short is stored flagged ``truncated``.
+    ``parallel``: requests in flight at once (1: one after another). More than one needs a
+    runtime that says ``concurrent_requests = True`` (the embedded llama.cpp does not).
     """
 
     def __init__(self, recording, montage: Montage, study_path: str | Path, runtime, *,
                  rationale: str = "none", epochs: Iterable[int] | None = None,
                  actor: str = ACTOR, image_cache_size: int = IMAGE_CACHE_SIZE,
-                 max_tokens: dict[str, int] | None = None):
+                 max_tokens: dict[str, int] | None = None, parallel: int = 1):
         if rationale not in RATIONALE_MODES:
             raise ValueError(f"rationale must be one of {', '.join(RATIONALE_MODES)}, "
                              f"not {rationale!r}")
@@ -184,6 +193,12 @@ class ScoringRun:
         self.image_cache_size = image_cache_size
         self.passes = (FAST, RATIONALE) if rationale == "all" else (FAST,)
         self.max_tokens = dict(max_tokens or {})
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+            raise ValueError(f"parallel must be a whole number of 1 or more, not {parallel!r}")
+        if parallel > 1 and not getattr(runtime, "concurrent_requests", False):
+            raise ValueError(f"{type(runtime).__name__} answers one request at a time: "
+                             f"parallel must be 1")
+        self.parallel = parallel
         self.summary: RunSummary | None = None
 
     def run(self, progress: ProgressCallback | None = None,
@@ -232,44 +247,111 @@ class ScoringRun:
     # -- internals ---------------------------------------------------------------------
     def _score(self, store, n_epochs, todo, summary, progress, pause_event, cancel_event):
         images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
-        eta = _Eta()
-        left = {p: len(v) for p, v in todo.items()}
-        no_signal: set[int] = set()
-        if progress is not None:
-            progress(0, summary.epochs_total, None)
-        for pass_name in self.passes:
+        pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="sleepvlm-request")
+                if self.parallel > 1 else None)
+        try:
+            _Pass(self, store, n_epochs, summary, images, pool, progress).run_all(
+                todo, pause_event, cancel_event)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ask(self, request, pass_name: str):
+        if pass_name in self.max_tokens:
+            return self.runtime.suggest(request, rationale=pass_name == RATIONALE,
+                                        max_tokens=self.max_tokens[pass_name])
+        return self.runtime.suggest(request, rationale=pass_name == RATIONALE)
+
+
+class _Pass:
+    """The epochs of each pass: rendered and stored here, asked inline or through ``pool``."""
+
+    def __init__(self, run: ScoringRun, store, n_epochs, summary, images, pool, progress):
+        self.run, self.store, self.n_epochs, self.summary = run, store, n_epochs, summary
+        self.images, self.pool, self.progress = images, pool, progress
+        self.eta = _Eta()
+        self.left: dict[str, int] = {}
+        self.no_signal: set[int] = set()
+        self.inflight: dict[Future, int] = {}
+        self.last_done = time.monotonic()
+
+    def run_all(self, todo, pause_event, cancel_event) -> None:
+        summary = self.summary
+        self.left = {p: len(v) for p, v in todo.items()}
+        if self.progress is not None:
+            self.progress(0, summary.epochs_total, None)
+        for pass_name in self.run.passes:
+            self.last_done = time.monotonic()
             for epoch in todo[pass_name]:
+                if self.inflight and ((pause_event is not None and pause_event.is_set())
+                                      or (cancel_event is not None and cancel_event.is_set())):
+                    self.drain(pass_name)
                 if _held(pause_event, cancel_event):
                     summary.outcome = "cancelled"
                     return
-                t0 = time.monotonic()
-                has_signal = images.get(epoch)[1]
-                summary.images_rendered = images.renders
+                has_signal = self.images.get(epoch)[1]
+                summary.images_rendered = self.images.renders
                 if not has_signal:
-                    no_signal.add(epoch)
-                    summary.skipped_no_signal = len(no_signal)
-                else:
-                    request = images.request_images(epoch, n_epochs)
-                    if pass_name in self.max_tokens:
-                        answer = self.runtime.suggest(request, rationale=pass_name == RATIONALE,
-                                                      max_tokens=self.max_tokens[pass_name])
-                    else:
-                        answer = self.runtime.suggest(request, rationale=pass_name == RATIONALE)
-                    summary.model_calls += 1
-                    summary.images_rendered = images.renders
-                    if store.put(epoch, answer.answer, model_id=summary.model_id,
-                                 renderer_version=summary.renderer_version, pass_name=pass_name,
-                                 prompt_tokens=answer.prompt_tokens,
-                                 completion_tokens=answer.completion_tokens,
-                                 seconds=answer.seconds):
-                        summary.stored[pass_name] += 1
-                        summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
-                eta.add(pass_name, time.monotonic() - t0)
-                left[pass_name] -= 1
-                summary.epochs_done += 1
-                if progress is not None:
-                    progress(summary.epochs_done, summary.epochs_total, eta.estimate(left))
+                    self.no_signal.add(epoch)
+                    summary.skipped_no_signal = len(self.no_signal)
+                    self.done(pass_name, epoch, None)
+                    continue
+                request = self.images.request_images(epoch, self.n_epochs)
+                summary.images_rendered = self.images.renders
+                if self.pool is None:
+                    self.done(pass_name, epoch, self.run._ask(request, pass_name))
+                    continue
+                self.inflight[self.pool.submit(self.run._ask, request, pass_name)] = epoch
+                if len(self.inflight) >= self.run.parallel:
+                    finished, _ = wait(self.inflight, return_when=FIRST_COMPLETED)
+                    self.collect(pass_name, finished)
+            self.drain(pass_name)
         summary.outcome = "completed"
+
+    def drain(self, pass_name: str) -> None:
+        """Wait for every request in flight and store its answer."""
+        if self.inflight:
+            self.collect(pass_name, list(self.inflight))
+
+    def collect(self, pass_name: str, futures) -> None:
+        """Store the answers of ``futures`` (in epoch order); if any request failed, wait for
+        the rest in flight, store their answers, then raise the first failure."""
+        failure = None
+        for future in sorted(futures, key=lambda f: self.inflight[f]):
+            epoch = self.inflight.pop(future)
+            try:
+                answer = future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others
+                failure = failure or exc
+                continue
+            self.done(pass_name, epoch, answer)
+        if failure is not None:
+            for future in list(self.inflight):
+                epoch = self.inflight.pop(future)
+                try:
+                    self.done(pass_name, epoch, future.result())
+                except BaseException:  # noqa: BLE001 - the first failure is the one reported
+                    pass
+            raise failure
+
+    def done(self, pass_name: str, epoch: int, answer) -> None:
+        summary = self.summary
+        if answer is not None:
+            summary.model_calls += 1
+            if self.store.put(epoch, answer.answer, model_id=summary.model_id,
+                              renderer_version=summary.renderer_version, pass_name=pass_name,
+                              prompt_tokens=answer.prompt_tokens,
+                              completion_tokens=answer.completion_tokens,
+                              seconds=answer.seconds):
+                summary.stored[pass_name] += 1
+                summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
+        now = time.monotonic()
+        self.eta.add(pass_name, now - self.last_done)
+        self.last_done = now
+        self.left[pass_name] -= 1
+        summary.epochs_done += 1
+        if self.progress is not None:
+            self.progress(summary.epochs_done, summary.epochs_total, self.eta.estimate(self.left))
 
 
 def _held(pause_event, cancel_event) -> bool:

@@ -186,8 +186,8 @@ class AIReview(QObject):
             self.settings = dialog.settings()
             save_settings(self.settings)
             if self.controller.has_model:
-                self._say("Saved: threads, GPU layers and context size apply when the model "
-                          "is next loaded")
+                self._say("Saved: threads, GPU layers, context size and the lab server "
+                          "apply when the model is next loaded")
 
         dialog.accepted.connect(apply)
         self.settings_dialog = dialog

@@ -5,6 +5,11 @@
 on-demand rationale for the epoch on screen. It opens its own Recording and Study
 connections, so the window's session is never touched from two threads.
 
+With lab servers in the settings (``server_urls``) the pack is still verified here (its prompt
+and rule vocabulary), but the model is a ``RemotePool`` of those servers: loading asks each for
+its model list, so an unreachable server fails the load with one line, and a night run keeps
+``server_parallel`` requests in flight.
+
 Explain requests go into a thread-safe queue. While a night run is going the queue is checked
 between epochs (in the run's progress callback), so the epoch on screen is explained before the
 rest of the night is scored; when the worker is idle a queued signal wakes it. Pause holds the
@@ -17,6 +22,7 @@ re-emits the worker's signals there.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -34,6 +40,9 @@ from ..errors import InputError
 from .settings_dialog import RATIONALE_TOKENS_DEFAULT, ModelSettings
 
 _WAKE_POLL_S = 0.1
+API_KEY_ENV = "SLEEPVLM_WS_API_KEY"     # as the CLI's ``score --server``
+SERVER_CHECK_TIMEOUT_S = 20.0           # loading: each server must list its models by then
+SERVER_TIMEOUT_S = 300.0                # one request (a long rationale on a busy server)
 
 
 @dataclass(frozen=True)
@@ -72,10 +81,29 @@ class _RationaleBudget:
     def __init__(self, runtime, max_tokens: int):
         self.runtime, self.max_tokens = runtime, int(max_tokens)
         self.model_id = runtime.model_id
+        self.label = getattr(runtime, "label", "")
+        self.concurrent_requests = bool(getattr(runtime, "concurrent_requests", False))
 
     def suggest(self, images, *, rationale: bool):
         return self.runtime.suggest(images, rationale=rationale,
                                     max_tokens=self.max_tokens if rationale else None)
+
+
+def _server_pool(urls: list[str], pack_dir: str, settings: ModelSettings):
+    """(the lab servers as one runtime, its model id); each server must list its models within
+    ``SERVER_CHECK_TIMEOUT_S`` (else a RemoteServerError, one line), all the same model."""
+    from ..core.remote import RemotePool
+
+    pool = RemotePool.from_pack(urls, pack_dir, grammar=settings.server_grammar,
+                                api_key=os.environ.get(API_KEY_ENV) or None,
+                                timeout=SERVER_TIMEOUT_S)
+    for server in pool.runtimes:
+        server.timeout = SERVER_CHECK_TIMEOUT_S
+        try:
+            server.served_model()    # GET /v1/models: reachable, key accepted, a model served
+        finally:
+            server.timeout = SERVER_TIMEOUT_S
+    return pool, pool.model_id       # InputError unless every server serves the same model
 
 
 class ScoringWorker(QObject):
@@ -111,15 +139,21 @@ class ScoringWorker(QObject):
     @Slot(str, object)
     def load_model(self, pack_dir: str, settings: ModelSettings) -> None:
         self.release()
+        servers = settings.server_list()
         try:
-            from ..core.runtime import LocalRuntime
+            if servers:
+                runtime, model_id = _server_pool(servers, pack_dir, settings)
+                pack = Path(pack_dir).absolute()
+            else:
+                from ..core.runtime import LocalRuntime
 
-            runtime = LocalRuntime(pack_dir, **settings.runtime_options())
+                runtime = LocalRuntime(pack_dir, **settings.runtime_options())
+                model_id, pack = runtime.model_id, runtime.pack_dir
         except Exception as error:  # noqa: BLE001 - every failure becomes one line
             self.model_failed.emit(one_line(pack_dir, error))
             return
         self.runtime = runtime
-        self.model_loaded.emit(str(runtime.model_id), str(runtime.label), str(runtime.pack_dir))
+        self.model_loaded.emit(str(model_id), str(runtime.label), str(pack))
 
     @Slot(object, object)
     def score_night(self, target: ScoringTarget, settings: ModelSettings) -> None:
@@ -135,8 +169,10 @@ class ScoringWorker(QObject):
             whole = settings.rationale_whole_night
             passes = (FAST, RATIONALE) if whole else (FAST,)
             runtime = _RationaleBudget(self.runtime, settings.rationale_tokens)
+            parallel = settings.server_parallel if runtime.concurrent_requests else 1
             run = ScoringRun(recording, target.montage, target.study_path, runtime,
-                             rationale="all" if whole else "none", actor=target.actor)
+                             rationale="all" if whole else "none", actor=target.actor,
+                             parallel=parallel)
             known = {p: self._answered(store, p) for p in passes}
 
             def on_progress(done: int, total: int, eta_s: float | None) -> None:

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Build the Linux x86-64 desktop bundle of SleepVLM Workstation (one folder + tar.gz):
+#   packaging/linux/build.sh
+# Makes its own virtual environment under packaging/.build/ (git-ignored), installs PyInstaller,
+# llama-cpp-python compiled for portable x86-64 CPUs (AVX2, no -march=native; the wheel is cached
+# so a rebuild does not compile again) and the workstation itself (not editable), checks that the
+# llama.cpp libraries hold no AVX-512 code, runs PyInstaller on packaging/sleepvlm-ws.spec and
+# adds the desktop entry, icon, licences and a short README. Result:
+#   packaging/dist/SleepVLM-Workstation/                 the application folder
+#   packaging/dist/SleepVLM-Workstation-linux-x86_64.tar.gz
+# Environment: PYTHON (the interpreter to build with, default python3; it must have a shared
+# libpython, as pyenv, Debian and python.org builds do), SLEEPVLM_WS_BUILD_JOBS (compiler jobs,
+# default: all cores).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+PKG="$(dirname "$HERE")"
+REPO="$(dirname "$PKG")"
+cd "$REPO"
+
+BUILD="$PKG/.build"
+DIST="$PKG/dist"
+APP="SleepVLM-Workstation"
+TARBALL="$DIST/$APP-linux-x86_64.tar.gz"
+LLAMA_VERSION="0.3.36"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+PY="${PYTHON:-python3}"
+VENV="$BUILD/venv"
+VPY="$VENV/bin/python"
+PIP=("$VPY" -m pip --disable-pip-version-check)
+
+say() { printf 'build: %s\n' "$*" >&2; }
+die() { printf 'build: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] || die "this recipe builds on Linux x86-64 only"
+command -v objdump >/dev/null || die "objdump is needed for the portability check (Debian: binutils)"
+command -v cmake >/dev/null && command -v c++ >/dev/null \
+  || die "cmake and a C++ compiler are needed to compile llama.cpp (Debian: cmake g++)"
+t_start=$(date +%s)
+
+# -- 1. the build environment ---------------------------------------------------------------------
+if [ ! -x "$VPY" ]; then
+  say "creating the build environment $VENV"
+  "$PY" -m venv "$VENV"
+  "${PIP[@]}" install -q --upgrade pip wheel 2>&1 | grep -v '^WARNING: Location' >&2 || true
+fi
+"$VPY" -c 'import sys, sysconfig
+assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed"
+assert sysconfig.get_config_var("Py_ENABLE_SHARED"), "this Python has no shared libpython (PyInstaller needs one)"' \
+  || die "unsuitable build interpreter: $PY"
+
+# -- 2. llama-cpp-python for portable CPUs (compiled once, then cached) ------------------------
+flags_id=$(printf '%s' "$LLAMA_VERSION $LLAMA_CMAKE_ARGS $("$VPY" -c 'import sys; print(sys.version)')" \
+  | sha256sum | cut -c1-12)
+WHEELS="$BUILD/wheels/$flags_id"
+wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+if [ -z "$wheel" ]; then
+  say "compiling llama-cpp-python $LLAMA_VERSION for portable x86-64 (AVX2, no -march=native);"
+  say "this takes 3-5 minutes on 2 cores and is done once (cached in $WHEELS)"
+  mkdir -p "$WHEELS" "$BUILD/logs"
+  tmp="$WHEELS.part"; rm -rf "$tmp"; mkdir -p "$tmp"
+  t0=$(date +%s)
+  if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="${SLEEPVLM_WS_BUILD_JOBS:-$(nproc)}" \
+      "${PIP[@]}" wheel --no-deps --no-binary llama-cpp-python --no-cache-dir -w "$tmp" \
+      "llama-cpp-python==$LLAMA_VERSION" >"$BUILD/logs/llama-wheel.log" 2>&1; then
+    tail -20 "$BUILD/logs/llama-wheel.log" >&2
+    die "llama-cpp-python did not compile (log: $BUILD/logs/llama-wheel.log)"
+  fi
+  mv "$tmp"/llama_cpp_python-*.whl "$WHEELS/" && rm -rf "$tmp"
+  say "compile time: $(( $(date +%s) - t0 )) s"
+  wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
+else
+  say "llama-cpp-python: using the cached portable wheel $(basename "$wheel")"
+fi
+
+# -- 3. PyInstaller, llama-cpp-python and the workstation (not editable) -----------------------
+quiet_pip() {   # pip install, its messages on stderr less the noise about absent local indexes
+  local rc=0
+  "${PIP[@]}" install -q "$@" >"$BUILD/logs/pip.log" 2>&1 || rc=$?
+  grep -v '^WARNING: Location' "$BUILD/logs/pip.log" >&2 || true
+  return $rc
+}
+mkdir -p "$BUILD/logs"
+say "installing PyInstaller, llama-cpp-python and the workstation into the build environment"
+deps_stamp="$BUILD/.deps-$(cat pyproject.toml "$PKG/linux/build.sh" | sha256sum | cut -c1-12)-$(basename "$wheel")"
+if [ ! -f "$deps_stamp" ]; then
+  quiet_pip "pyinstaller>=6.10,<7" || die "could not install PyInstaller"
+  quiet_pip --force-reinstall --no-deps "$wheel" || die "could not install $wheel"
+  quiet_pip "$wheel" "$REPO" || die "could not install the workstation's dependencies"
+  rm -f "$BUILD"/.deps-*; touch "$deps_stamp"
+fi
+quiet_pip --force-reinstall --no-deps "$REPO" || die "could not install the workstation"  # this checkout, every time
+"$VPY" -c 'import PyInstaller, llama_cpp, sleepvlm_ws, PySide6' \
+  || die "the build environment is incomplete (see the pip messages above)"
+"$VPY" - "$wheel" <<'EOF' || die "llama-cpp-python in the build environment is not the portable wheel"
+import pathlib, sys, zipfile, llama_cpp
+lib = pathlib.Path(llama_cpp.__file__).parent / "lib" / "libggml-cpu.so"
+with zipfile.ZipFile(sys.argv[1]) as whl:
+    packed = whl.read("llama_cpp/lib/libggml-cpu.so")
+assert lib.read_bytes() == packed, f"{lib} differs from the cached portable wheel"
+EOF
+
+# -- 4. the one-folder application ----------------------------------------------------------------
+say "running PyInstaller"
+t0=$(date +%s)
+rm -rf "${DIST:?}/$APP" "$TARBALL"
+"$VENV/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$DIST" --workpath "$BUILD/work" \
+  "$PKG/sleepvlm-ws.spec" >"$BUILD/logs/pyinstaller.log" 2>&1 \
+  || { tail -30 "$BUILD/logs/pyinstaller.log" >&2; die "PyInstaller failed (log: $BUILD/logs/pyinstaller.log)"; }
+say "PyInstaller: $(( $(date +%s) - t0 )) s"
+OUTDIR="$DIST/$APP"
+[ -x "$OUTDIR/sleepvlm-ws" ] || die "PyInstaller made no $OUTDIR/sleepvlm-ws"
+
+# llama.cpp: the wheel's libX.so.0 are byte copies of libX.so; ship them as links (one copy)
+for lib in "$OUTDIR"/_internal/llama_cpp/lib/lib*.so.0; do
+  if cmp -s "$lib" "${lib%.0}"; then ln -sfn "$(basename "${lib%.0}")" "$lib"; fi
+done
+
+# desktop integration, licences and the bundle's own README
+install -m 644 "$HERE/sleepvlm-ws.desktop" "$OUTDIR/sleepvlm-ws.desktop"
+install -m 644 "$PKG/icons/sleepvlm-ws.png" "$OUTDIR/sleepvlm-ws.png"
+install -m 644 "$PKG/icons/sleepvlm-ws.svg" "$OUTDIR/sleepvlm-ws.svg"
+install -m 755 "$HERE/install.sh" "$OUTDIR/install.sh"
+install -m 644 "$PKG/NOTICE.txt" "$OUTDIR/NOTICE.txt"
+# the newest glibc symbol version anything in the bundle asks for = the oldest glibc it runs on
+glibc=$(find "$OUTDIR" -type f \( -name '*.so*' -o -name sleepvlm-ws \) -print0 | xargs -0 objdump -T 2>/dev/null \
+  | grep -o 'GLIBC_2\.[0-9]*' | sort -t. -k2,2n -u | tail -1 | sed 's/GLIBC_//')
+say "the bundle needs glibc $glibc or newer (this machine's is $(ldd --version | head -1 | awk '{print $NF}'))"
+sed -e "s/@VERSION@/$("$VPY" -c 'import sleepvlm_ws; print(sleepvlm_ws.__version__)')/" \
+    -e "s/@DATE@/$(date -u +%Y-%m-%d)/" -e "s/@GLIBC@/$glibc/" "$PKG/README-bundle.txt" >"$OUTDIR/README-bundle.txt"
+"$VPY" "$PKG/collect_licences.py" "$OUTDIR/licences" >&2
+
+# -- 5. portability: no AVX-512 in what ships -----------------------------------------------------
+say "portability check (AVX-512 uses zmm registers; a -march=native build on this CPU would use them):"
+bad=0
+for lib in "$OUTDIR"/_internal/llama_cpp/lib/lib*.so; do
+  n=$(objdump -d "$lib" | grep -c zmm || true)
+  printf 'build:   %-28s zmm instructions: %s\n' "$(basename "$lib")" "$n" >&2
+  [ "$n" = 0 ] || bad=1
+done
+[ "$bad" = 0 ] || die "the bundled llama.cpp holds AVX-512 code: it would crash on CPUs without it"
+
+# -- 6. the archive -------------------------------------------------------------------------------
+say "writing $TARBALL"
+tar -C "$DIST" -czf "$TARBALL" "$APP"
+say "bundle folder: $(du -sh "$OUTDIR" | cut -f1)  ($OUTDIR)"
+say "tar.gz:        $(du -sh "$TARBALL" | cut -f1)  ($TARBALL)"
+say "done in $(( $(date +%s) - t_start )) s"
