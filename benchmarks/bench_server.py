@@ -12,8 +12,8 @@ the workstation's own code, one of two ways (``--path``):
 
 Full rationales (up to ``--rationale-tokens`` each) or fast answers (``--fast``). ``--server-args`` passes flags on to
 llama-server (``-bs``: sampling on the GPU). Prints epochs/s beside SleepVLM's published 4.15
-epochs/s (W4A16, vLLM batching, RTX 4090-class GPU) and, from the server's log, the time per
-generated token of one sequence and the mean number of sequences decoding together.
+epochs/s (W4A16, vLLM batching, RTX 4090-class GPU) and, from the (first) server's log, the
+median time per generated token of one sequence.
 
 Run:  python benchmarks/bench_server.py --server-bin PATH/llama-server --pack DIR --parallel 8
       python benchmarks/bench_server.py --url http://127.0.0.1:8080 --pack DIR --parallel 8
@@ -188,22 +188,25 @@ def main() -> None:
     args = ap.parse_args()
     from sleepvlm_ws.core.remote import RemotePool
 
+    if args.instances < 1 or args.parallel < args.instances:
+        sys.exit("--instances must be 1 or more, and at most --parallel")
     n = args.requests or 6 * args.parallel
     procs, urls = [], [u for u in (args.url or "").split(",") if u]
-    if not urls:
-        if not args.server_bin:
-            sys.exit("give --url or --server-bin")
-        slots = max(1, args.parallel // args.instances)
-        for i in range(args.instances):
-            log = args.log if i == 0 else args.log.with_name(f"{args.log.stem}-{i}{args.log.suffix}")
-            proc, url = start_server(args.server_bin, args.pack, slots, args.ctx_per_slot, log,
-                                     shlex.split(args.server_args))
-            procs.append(proc)
-            urls.append(url)
-    url = ",".join(urls)
+    if not urls and not args.server_bin:
+        sys.exit("give --url or --server-bin")
+    slots = args.parallel // args.instances
     rationale = not args.fast
     max_tokens = args.rationale_tokens if rationale else 128
     try:
+        if not urls:
+            for i in range(args.instances):
+                log = (args.log if i == 0
+                       else args.log.with_name(f"{args.log.stem}-{i}{args.log.suffix}"))
+                proc, url = start_server(args.server_bin, args.pack, slots, args.ctx_per_slot,
+                                         log, shlex.split(args.server_args))
+                procs.append(proc)
+                urls.append(url)
+        url = ",".join(urls)
         remote = RemotePool.from_pack(urls, args.pack, timeout=600, grammar=not args.no_grammar)
         rt = _Counted(remote, rationale, max_tokens)
         if args.path == "client":
@@ -221,7 +224,7 @@ def main() -> None:
     mean_tok = sum(tokens) / max(1, len(tokens))
     kind = f"rationale, ~{mean_tok:.0f} tokens" if rationale else f"fast answer, ~{mean_tok:.0f} tokens"
     print(f"server {url}{' ' + args.server_args if args.server_args else ''}, {args.parallel} "
-          f"parallel slots, {n} requests ({kind}), path {args.path}, pack {args.pack.name}, "
+          f"requests in flight ({args.instances} x {slots} slots), {n} requests ({kind}), path {args.path}, pack {args.pack.name}, "
           f"{'no grammar' if args.no_grammar else 'under the answer grammar'}")
     print(f"{'set-up':<58} {'epochs/s':>9} {'s/epoch':>8}")
     servers = f"{args.instances} llama-servers" if args.instances > 1 else "llama-server"
@@ -232,7 +235,7 @@ def main() -> None:
           f"{PAPER_EPOCHS_PER_S:9.2f} {1 / PAPER_EPOCHS_PER_S:8.2f}")
     print(f"tokens/s generated: {sum(tokens) / wall:.0f}; machine: {os.cpu_count()} cores")
     if procs:
-        summary = server_log_summary(args.log, max(1, args.parallel // args.instances))
+        summary = server_log_summary(args.log, slots)
         if summary:
             print(summary)
 

@@ -313,8 +313,76 @@ def test_score_cli_through_a_server(server, tiny_pack, longer_night, tmp_path, m
 
     assert main(["score", str(longer_night), "--model", str(tiny_pack), "--parallel", "2"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--parallel needs --server" in err and "\n" not in err
+    assert "--parallel is for --server" in err and "\n" not in err
     assert main(["score", str(longer_night), "--model", str(tiny_pack), "--no-grammar"]) == 2
     assert "--no-grammar is for --server" in capsys.readouterr().err
+    assert main(["score", str(longer_night), "--server", "", "--model", str(tiny_pack)]) == 2
+    assert "--server needs the server's address" in capsys.readouterr().err
+    bad = tmp_path / "typo.sleepvlm"
+    assert main(["score", str(longer_night), "--study", str(bad), "--server", "lab:8080"]) == 2
+    assert "write it as http://lab:8080" in capsys.readouterr().err and not bad.exists()
     assert main(["score", str(longer_night), "--model", str(tiny_pack), "--server", " , "]) == 2
     assert "--server needs the server's address" in capsys.readouterr().err
+
+
+class _CancelOnSecondRequest:
+    """The runtime, counting the answers it hands back; the second request (from one of the
+    run's request threads) presses Cancel, so requests are in flight when it comes."""
+
+    concurrent_requests = True
+
+    def __init__(self, runtime, cancel: threading.Event):
+        self.runtime, self.cancel, self.model_id = runtime, cancel, runtime.model_id
+        self.calls = self.answered = 0
+        self._lock = threading.Lock()
+
+    def suggest(self, images, *, rationale, max_tokens=None):
+        with self._lock:
+            self.calls += 1
+            if self.calls == 2:
+                self.cancel.set()
+        answer = self.runtime.suggest(images, rationale=rationale, max_tokens=max_tokens)
+        with self._lock:
+            self.answered += 1
+        return answer
+
+
+def test_cancel_with_requests_in_flight_stores_them_and_resumes(server, pack_manifest,
+                                                               longer_night, tmp_path):
+    path = tmp_path / "c.sleepvlm"
+    cancel = threading.Event()
+    counting = _CancelOnSecondRequest(_remote(server, pack_manifest), cancel)
+    rec = Recording.open(longer_night)
+    try:
+        montage = _fresh_study(rec, path)
+        first = ScoringRun(rec, montage, path, counting, parallel=3).run(cancel_event=cancel)
+        # every answer the server gave before and after Cancel was stored: none thrown away
+        assert first.outcome == "cancelled" and 2 <= counting.answered < 8
+        assert first.stored[FAST] == counting.answered == len(_layer(path))
+        rest = ScoringRun(rec, montage, path, _remote(server, pack_manifest), parallel=3).run()
+    finally:
+        rec.close()
+    assert rest.outcome == "completed" and rest.model_calls == 8 - first.stored[FAST]
+    assert sorted(_layer(path)) == list(range(8))
+
+
+def test_ctrl_c_keeps_the_answers_already_arrived(server, pack_manifest, longer_night, tmp_path):
+    path = tmp_path / "i.sleepvlm"
+    rec = Recording.open(longer_night)
+    try:
+        montage = _fresh_study(rec, path)
+
+        def progress(done, total, eta):
+            if done == 2:
+                raise KeyboardInterrupt
+
+        run = ScoringRun(rec, montage, path, _remote(server, pack_manifest), parallel=3)
+        with pytest.raises(KeyboardInterrupt):
+            run.run(progress=progress)
+    finally:
+        rec.close()
+    assert run.summary.outcome == "interrupted"
+    assert 2 <= len(_layer(path)) == run.summary.model_calls < 8
+    with Study.open(path) as s:
+        ends = [e for e in s.audit_events() if e.kind == "ai_run_finished"]
+    assert ends and ends[-1].payload["outcome"] == "interrupted"

@@ -155,6 +155,7 @@ def cmd_synth(args) -> int:
 
 NO_DEFAULT_PACK = "no model pack given and no default pack installed"
 API_KEY_ENV = "SLEEPVLM_WS_API_KEY"
+MAX_PARALLEL = 256            # requests in flight (the GUI's limit too)
 
 
 def _default_pack() -> Path | None:
@@ -211,12 +212,20 @@ def cmd_score(args) -> int:
     from .core.scoring_run import ScoringRun, study_montage
     from .core.study import default_study_path
 
-    if args.no_grammar and not args.server:
-        raise InputError(None, "--no-grammar is for --server: the embedded runtime always "
-                               "constrains its answers")
-    if args.parallel > 1 and not args.server:
-        raise InputError(None, "--parallel needs --server: the embedded runtime answers one "
-                               "request at a time")
+    urls = None
+    if args.server is not None:
+        from .core.remote import parse_server_urls
+
+        urls = parse_server_urls(args.server)
+        if not urls:
+            raise InputError(None, "--server needs the server's address, e.g. "
+                                   "http://127.0.0.1:8080")
+    else:
+        for flag, given in (("--no-grammar", args.no_grammar), ("--parallel", args.parallel > 1),
+                            ("--server-model", args.server_model is not None)):
+            if given:
+                raise InputError(None, f"{flag} is for --server: the embedded runtime answers "
+                                       f"one request at a time, always under the grammar")
     rec = Recording.open(args.recording)
     try:
         pack = Path(args.model) if args.model else _default_pack()
@@ -225,13 +234,9 @@ def cmd_score(args) -> int:
         verify_pack(pack)  # a bad pack or a hash mismatch stops here, before any study is made
         study_path = Path(args.study) if args.study else default_study_path(rec.path)
         montage = study_montage(rec, study_path, args.scorer)
-        if args.server:
-            from .core.remote import RemotePool, parse_server_urls
+        if urls is not None:
+            from .core.remote import RemotePool
 
-            urls = parse_server_urls(args.server)
-            if not urls:
-                raise InputError(None, "--server needs the server's address, e.g. "
-                                       "http://127.0.0.1:8080")
             runtime = RemotePool.from_pack(urls, pack,
                                            model=args.server_model, grammar=not args.no_grammar,
                                            api_key=os.environ.get(API_KEY_ENV) or None)
@@ -315,6 +320,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _parallel(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(f"at most {MAX_PARALLEL}, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sleepvlm-ws", description="SleepVLM Workstation")
     p.add_argument("--version", action="version", version=f"sleepvlm-ws {__version__}")
@@ -380,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the pack gives the prompt and rules; an API key is read from ${API_KEY_ENV}")
     s.add_argument("--server-model", metavar="NAME",
                    help="the served model's name (default: the first the server lists)")
-    s.add_argument("--parallel", type=_positive_int, default=1, metavar="N",
+    s.add_argument("--parallel", type=_parallel, default=1, metavar="N",
                    help="requests in flight at once with --server (match the server's slots)")
     s.add_argument("--no-grammar", action="store_true",
                    help="with --server: send no answer grammar (llama-server can then sample on "

@@ -21,6 +21,7 @@ every failure becomes one line (``RemoteServerError``) naming the server.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -80,7 +81,7 @@ class RemoteRuntime:
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
         self.model = model
-        self.api_key = api_key
+        self.api_key = _check_api_key(api_key)
         self.timeout = timeout
         self.system_prompt = system_prompt
         self.rule_ids = tuple(rule_ids)
@@ -221,6 +222,11 @@ class RemoteRuntime:
             raise self._error(f"cannot reach the AI server ({why})") from None
         except (ConnectionError, OSError) as exc:
             raise self._error(f"the connection failed ({exc.strerror or exc})") from None
+        except http.client.HTTPException as exc:
+            raise self._error(f"it does not answer like an HTTP server "
+                              f"({type(exc).__name__})") from None
+        except (ValueError, UnicodeError) as exc:
+            raise self._error(f"the request could not be sent ({type(exc).__name__})") from None
         try:
             reply = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -232,7 +238,7 @@ class RemoteRuntime:
     def _http_error(self, exc: urllib.error.HTTPError) -> RemoteServerError:
         try:
             text = exc.read().decode("utf-8", "replace")
-        except OSError:
+        except (OSError, http.client.HTTPException):
             text = ""
         detail = _error_detail(text)
         if exc.code in (401, 403):
@@ -315,22 +321,45 @@ def parse_server_urls(text: object) -> list[str]:
 
 def check_server_url(base_url: object) -> str:
     """``base_url`` as requests use it (no trailing ``/`` or ``/v1``); a RemoteServerError
-    (one line) when it is not a plain http(s) server address."""
+    (one line, never repeating a password or query it held) when it is not a plain http(s)
+    server address."""
     if not isinstance(base_url, str) or not base_url.strip():
         raise RemoteServerError(None, "no AI server address given")
     url = base_url.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        hint = "" if "://" in url else f" (write it as http://{url})"
-        raise RemoteServerError(None, f"{base_url}: not an http(s) server address{hint}")
-    if "@" in parts.netloc:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        parts.port                                    # ValueError when not a number
+        if host:
+            host.encode("idna")
+    except (ValueError, UnicodeError):
+        parts, host = None, None
+    if "@" in url:
         raise RemoteServerError(None, "a server address takes no user name or password "
                                       "(give the API key separately)")
+    shown = url.split("?")[0].split("#")[0]
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        hint = "" if "://" in url or parts is None else f" (write it as http://{shown})"
+        raise RemoteServerError(None, f"{shown}: not an http(s) server address{hint}")
     if parts.query or parts.fragment:
-        raise RemoteServerError(None, f"{base_url}: a server address takes no query or fragment")
+        raise RemoteServerError(None, f"{shown}: a server address takes no query or fragment")
     if url.endswith("/v1"):
         url = url[: -len("/v1")]
     return url
+
+
+def _check_api_key(api_key: object) -> str | None:
+    """The API key as sent (surrounding whitespace dropped; empty: none); an InputError that
+    never repeats the key when it cannot go in an HTTP header."""
+    if api_key is None:
+        return None
+    if not isinstance(api_key, str):
+        raise RemoteServerError(None, "the API key must be text")
+    key = api_key.strip()
+    if key and not all(33 <= ord(c) < 127 for c in key):
+        raise RemoteServerError(None, "the API key holds a space, a control character or a "
+                                      "non-ASCII character (check $SLEEPVLM_WS_API_KEY)")
+    return key or None
 
 
 def _error_detail(text: str) -> str:

@@ -15,9 +15,10 @@ once when it starts and once when it ends (``core.suggestions``), never per epoc
 
 With ``parallel`` > 1 (a runtime that serves concurrent requests: ``RemoteRuntime`` in front
 of a server with several slots) up to that many requests are in flight at once. Images are
-still rendered, and answers still stored, in the run's own thread, as each answer arrives;
-a stop, a pause or a failed request lets the requests already sent finish and stores their
-answers first, so nothing paid for is thrown away and a resumed run asks only for the rest.
+still rendered, and answers still stored, in the run's own thread, as each answer arrives.
+Cancel, pause or a failed request lets the requests already sent finish and stores their
+answers first; Ctrl-C (or a failure in the run's own thread) stores the answers that have
+arrived and does not wait for the rest. A resumed run asks only for what is not stored.
 """
 
 from __future__ import annotations
@@ -140,8 +141,9 @@ class EpochImageCache:
 class _Eta:
     """Seconds left, from a moving average of recent epochs in each pass."""
 
-    def __init__(self):
-        self._recent = {FAST: deque(maxlen=ETA_WINDOW), RATIONALE: deque(maxlen=ETA_WINDOW)}
+    def __init__(self, window: int = ETA_WINDOW):
+        # answers from N requests in flight arrive in bursts: average over at least 2N of them
+        self._recent = {FAST: deque(maxlen=window), RATIONALE: deque(maxlen=window)}
 
     def add(self, pass_name: str, seconds: float) -> None:
         self._recent[pass_name].append(seconds)
@@ -249,12 +251,18 @@ class ScoringRun:
         images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
         pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="sleepvlm-request")
                 if self.parallel > 1 else None)
+        work = _Pass(self, store, n_epochs, summary, images, pool, progress)
         try:
-            _Pass(self, store, n_epochs, summary, images, pool, progress).run_all(
-                todo, pause_event, cancel_event)
-        finally:
+            work.run_all(todo, pause_event, cancel_event)
+        except BaseException:
+            # Ctrl-C, or a failure in this thread (reading, rendering, storing): keep the
+            # answers that have already arrived, do not wait for the others
+            work.salvage()
             if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _ask(self, request, pass_name: str):
         if pass_name in self.max_tokens:
@@ -269,8 +277,9 @@ class _Pass:
     def __init__(self, run: ScoringRun, store, n_epochs, summary, images, pool, progress):
         self.run, self.store, self.n_epochs, self.summary = run, store, n_epochs, summary
         self.images, self.pool, self.progress = images, pool, progress
-        self.eta = _Eta()
+        self.eta = _Eta(max(ETA_WINDOW, 2 * run.parallel))
         self.left: dict[str, int] = {}
+        self.current_pass = FAST
         self.no_signal: set[int] = set()
         self.inflight: dict[Future, int] = {}
         self.last_done = time.monotonic()
@@ -281,14 +290,19 @@ class _Pass:
         if self.progress is not None:
             self.progress(0, summary.epochs_total, None)
         for pass_name in self.run.passes:
+            self.current_pass = pass_name
             self.last_done = time.monotonic()
             for epoch in todo[pass_name]:
                 if self.inflight and ((pause_event is not None and pause_event.is_set())
                                       or (cancel_event is not None and cancel_event.is_set())):
                     self.drain(pass_name)
+                paused = pause_event is not None and pause_event.is_set()
                 if _held(pause_event, cancel_event):
+                    self.drain(pass_name)
                     summary.outcome = "cancelled"
                     return
+                if paused:
+                    self.last_done = time.monotonic()   # a pause is not scoring time
                 has_signal = self.images.get(epoch)[1]
                 summary.images_rendered = self.images.renders
                 if not has_signal:
@@ -321,7 +335,7 @@ class _Pass:
             epoch = self.inflight.pop(future)
             try:
                 answer = future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
                 failure = failure or exc
                 continue
             self.done(pass_name, epoch, answer)
@@ -329,22 +343,38 @@ class _Pass:
             for future in list(self.inflight):
                 epoch = self.inflight.pop(future)
                 try:
-                    self.done(pass_name, epoch, future.result())
-                except BaseException:  # noqa: BLE001 - the first failure is the one reported
-                    pass
+                    answer = future.result()
+                except Exception:  # noqa: BLE001 - the first failure is the one reported
+                    continue
+                self.done(pass_name, epoch, answer)
             raise failure
 
+    def salvage(self) -> None:
+        """Store the answers already arrived (without waiting for the others); never raises."""
+        arrived = [f for f in self.inflight if f.done() and not f.cancelled()
+                   and f.exception() is None]
+        for future in sorted(arrived, key=lambda f: self.inflight[f]):
+            try:
+                self.keep(self.current_pass, self.inflight.pop(future), future.result())
+            except Exception:  # noqa: BLE001 - the run is already failing; that error is shown
+                return
+
+    def keep(self, pass_name: str, epoch: int, answer) -> None:
+        """Store one answer in the study."""
+        summary = self.summary
+        summary.model_calls += 1
+        if self.store.put(epoch, answer.answer, model_id=summary.model_id,
+                          renderer_version=summary.renderer_version, pass_name=pass_name,
+                          prompt_tokens=answer.prompt_tokens,
+                          completion_tokens=answer.completion_tokens, seconds=answer.seconds):
+            summary.stored[pass_name] += 1
+            summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
+
     def done(self, pass_name: str, epoch: int, answer) -> None:
+        """One epoch handled (``answer`` None: skipped, no signal): store, count, report."""
         summary = self.summary
         if answer is not None:
-            summary.model_calls += 1
-            if self.store.put(epoch, answer.answer, model_id=summary.model_id,
-                              renderer_version=summary.renderer_version, pass_name=pass_name,
-                              prompt_tokens=answer.prompt_tokens,
-                              completion_tokens=answer.completion_tokens,
-                              seconds=answer.seconds):
-                summary.stored[pass_name] += 1
-                summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
+            self.keep(pass_name, epoch, answer)
         now = time.monotonic()
         self.eta.add(pass_name, now - self.last_done)
         self.last_done = now
@@ -352,6 +382,9 @@ class _Pass:
         summary.epochs_done += 1
         if self.progress is not None:
             self.progress(summary.epochs_done, summary.epochs_total, self.eta.estimate(self.left))
+            # time spent in the callback (a GUI answering an Explain, a held Pause) is not
+            # scoring time
+            self.last_done = time.monotonic()
 
 
 def _held(pause_event, cancel_event) -> bool:

@@ -62,7 +62,7 @@ class ModelSettings:
         def clamp(value, low, high, fallback):
             try:
                 number = int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 return fallback
             return max(low, min(high, number))
 
