@@ -5,6 +5,9 @@ import os
 # Real Qt widgets without a display (pytest-qt); must be set before Qt is imported.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
+# fixtures pack_manifest and server (llama-cpp-python's server on loopback, the tiny pack)
+pytest_plugins = ["llama_cpp_server"]
+
 import pytest as _pytest_mod  # noqa: E402
 
 

@@ -1,5 +1,8 @@
 """llama-cpp-python's own OpenAI-compatible server on a free loopback port, serving a model pack
-(the real server the remote-runtime tests talk to; needs the package's server extras)."""
+(the real server the remote-runtime tests talk to; needs the package's server extras).
+
+Test modules import the fixtures ``pack_manifest`` (the tiny pack, verified) and ``server``
+(its URL; one server per module, API key ``API_KEY``, model name ``ALIAS``)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from typing import Iterator
 import pytest
 
 READY_WITHIN_S = 120
+API_KEY = "test-key-not-secret"
+ALIAS = "sleepvlm-tiny"
 
 
 def free_port() -> int:
@@ -66,3 +71,20 @@ def serving(manifest, *, alias: str, api_key: str, log_dir: Path,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def pack_manifest(tiny_pack, tmp_path_factory):
+    from sleepvlm_ws.core.model_pack import verify_pack
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLEEPVLM_WS_HOME", str(tmp_path_factory.mktemp("home")))
+        return verify_pack(tiny_pack)
+
+
+@pytest.fixture(scope="module")
+def server(pack_manifest, tmp_path_factory):
+    """The server for this module (one llama.cpp thread); killed at the end."""
+    with serving(pack_manifest, alias=ALIAS, api_key=API_KEY, threads=1,
+                 log_dir=tmp_path_factory.mktemp("server")) as base:
+        yield base

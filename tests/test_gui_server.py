@@ -13,7 +13,6 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDialogButtonBox
 
-from sleepvlm_ws.core.model_pack import verify_pack
 from sleepvlm_ws.core.render import RENDERER_VERSION
 from sleepvlm_ws.core.stages import Stage
 from sleepvlm_ws.core.study import MANUAL
@@ -27,33 +26,16 @@ from sleepvlm_ws.ui.settings_dialog import (SERVER_PARALLEL_DEFAULT, SERVER_PLAC
                                             save_settings, settings_path)
 
 from gui import open_window  # noqa: E402
-from llama_cpp_server import free_port, serving  # noqa: E402
+from llama_cpp_server import ALIAS, API_KEY, free_port  # noqa: E402
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extras are missing")
 
-API_KEY = "gui-test-key-not-secret"
-ALIAS = "sleepvlm-tiny"
 REMOTE_ID = f"remote:{ALIAS}"
 STAGES = [Stage.W, Stage.N2, Stage.N3, Stage.R]
 N_EPOCHS = len(STAGES)
 LOAD_MS = 60_000
 RUN_MS = 240_000
 POOL_THREAD_PREFIX = "sleepvlm-request"     # ScoringRun's request threads (parallel > 1)
-
-
-@pytest.fixture(scope="module")
-def pack_manifest(tiny_pack, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLEEPVLM_WS_HOME", str(tmp_path_factory.mktemp("home")))
-        return verify_pack(tiny_pack)
-
-
-@pytest.fixture(scope="module")
-def server(pack_manifest, tmp_path_factory):
-    """llama-cpp-python's server on a free loopback port; killed at the end."""
-    with serving(pack_manifest, alias=ALIAS, api_key=API_KEY, threads=1,
-                 log_dir=tmp_path_factory.mktemp("server")) as base:
-        yield base
 
 
 @pytest.fixture(autouse=True)

@@ -23,27 +23,10 @@ from sleepvlm_ws.core.study import Study
 from sleepvlm_ws.core.suggestions import FAST, SuggestionStore
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 
-from llama_cpp_server import free_port, serving  # noqa: E402
+from llama_cpp_server import ALIAS, API_KEY, free_port  # noqa: E402
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extras are missing")
 
-API_KEY = "test-key-not-secret"
-ALIAS = "sleepvlm-tiny"
-
-
-@pytest.fixture(scope="module")
-def pack_manifest(tiny_pack, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLEEPVLM_WS_HOME", str(tmp_path_factory.mktemp("home")))
-        return verify_pack(tiny_pack)
-
-
-@pytest.fixture(scope="module")
-def server(pack_manifest, tmp_path_factory):
-    """llama-cpp-python's server on a free loopback port; killed at the end."""
-    with serving(pack_manifest, alias=ALIAS, api_key=API_KEY, threads=2,
-                 log_dir=tmp_path_factory.mktemp("server")) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")

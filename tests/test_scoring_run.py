@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ from sleepvlm_ws.core.study import Study, default_study_path
 from sleepvlm_ws.core.suggestions import (AI_RUN_FINISHED, AI_RUN_STARTED, FAST, RATIONALE,
                                           SuggestionStore)
 from sleepvlm_ws.core.synth.night import EDF_LABELS, generate_night, write_night_edf
+
+from drills.drill_common import suggestion_count  # noqa: E402
 
 FS = 100.0
 STAGES = [Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.N3, Stage.R, Stage.W]
@@ -217,18 +218,6 @@ def _cli(*args, env_home: Path, timeout=240):
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
 
-def _suggestion_count(study_path: Path) -> int:
-    if not study_path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{study_path}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM suggestions").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
-
-
 def test_kill_9_mid_run_then_rerun_finishes_without_redoing_work(tmp_path, tiny_pack):
     n_epochs = 6
     edf = _night_edf(tmp_path / "night.edf", stages=STAGES[:n_epochs])
@@ -240,7 +229,7 @@ def test_kill_9_mid_run_then_rerun_finishes_without_redoing_work(tmp_path, tiny_
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     try:
         deadline = time.monotonic() + 180
-        while _suggestion_count(study_path) < 2 and proc.poll() is None:
+        while suggestion_count(study_path) < 2 and proc.poll() is None:
             assert time.monotonic() < deadline, "the scoring run stored nothing in time"
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -248,7 +237,7 @@ def test_kill_9_mid_run_then_rerun_finishes_without_redoing_work(tmp_path, tiny_
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    before = _suggestion_count(study_path)
+    before = suggestion_count(study_path)
     assert 2 <= before < n_epochs
 
     result = _cli(*command, env_home=tmp_path / "home")
@@ -256,7 +245,7 @@ def test_kill_9_mid_run_then_rerun_finishes_without_redoing_work(tmp_path, tiny_
     assert f"{n_epochs - before} suggestion(s) stored" in result.stdout
     assert f"{before} epoch(s) already scored" in result.stdout
     assert "scoring" in result.stderr                      # the progress bar
-    assert _suggestion_count(study_path) == n_epochs
+    assert suggestion_count(study_path) == n_epochs
     assert not default_study_path(edf).exists()            # --study was honoured
     with Study.open(study_path) as s:
         starts = [e.payload for e in s.audit_events() if e.kind == AI_RUN_STARTED]
@@ -309,7 +298,7 @@ def test_score_cli_bad_input_is_exit_2_with_one_line(tmp_path, tiny_pack, capsys
         other_study = _new_study(rec, tmp_path / "other.sleepvlm")
     _one_line_error(capsys, main(["score", str(edf), "--model", str(tiny_pack), "--study",
                                   str(other_study)]), "belongs to another recording")
-    assert _suggestion_count(other_study) == 0
+    assert suggestion_count(other_study) == 0
 
     # argument errors: argparse's usage and its one error line, exit 2
     for args, needle in ((["--rationale", "some"], "invalid choice: 'some'"),

@@ -340,13 +340,10 @@ class _Pass:
                 continue
             self.done(pass_name, epoch, answer)
         if failure is not None:
-            for future in list(self.inflight):
-                epoch = self.inflight.pop(future)
-                try:
-                    answer = future.result()
-                except Exception:  # noqa: BLE001 - the first failure is the one reported
-                    continue
-                self.done(pass_name, epoch, answer)
+            try:
+                self.drain(pass_name)
+            except Exception:  # noqa: BLE001 - the first failure is the one reported
+                pass
             raise failure
 
     def salvage(self) -> None:

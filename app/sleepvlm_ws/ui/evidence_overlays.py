@@ -39,7 +39,6 @@ class EvidenceService(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.cache: EvidenceCache | None = None
-        self.last_error: str | None = None
         self._generation = 0
         self._pending: set[int] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -80,8 +79,8 @@ class EvidenceService(QObject):
             return
         try:
             cache.get(epoch)
-        except Exception as error:      # a read failure leaves the epoch unmeasured, never a crash
-            self.last_error = f"{type(error).__name__}: {error}"
+        except Exception:               # a read failure leaves the epoch unmeasured, never a crash
+            pass
         self._done.emit(generation, epoch)
 
     def _on_done(self, generation: int, epoch: int) -> None:
@@ -90,10 +89,6 @@ class EvidenceService(QObject):
         self._pending.discard(epoch)
         if self.findings(epoch) is not None:
             self.epoch_measured.emit(epoch)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._pending)
 
     def shutdown(self) -> None:
         self.set_source(None, None)

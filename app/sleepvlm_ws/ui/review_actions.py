@@ -68,7 +68,10 @@ class ReviewActions(QObject):
         self._timer.setInterval(REBUILD_DELAY_MS)
         self._timer.timeout.connect(self.rebuild)
         controller = window.ai.controller
-        controller.suggestion_ready.connect(lambda _epoch: self._timer.start())
+        # a throttle, not a debounce: restarting the timer on every answer would starve the
+        # rebuild while answers come faster than REBUILD_DELAY_MS (a lab server's run)
+        controller.suggestion_ready.connect(
+            lambda _epoch: None if self._timer.isActive() else self._timer.start())
         controller.finished.connect(lambda _summary: self.rebuild())
         controller.model_loaded.connect(lambda _label: self.rebuild())
 
