@@ -25,6 +25,7 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
@@ -49,21 +50,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(binary: str, pack_dir: Path, parallel: int, ctx_per_slot: int, log: Path,
+def start_server(binary: str | None, pack_dir: Path, parallel: int, ctx_per_slot: int, log: Path,
                  extra: list[str]) -> tuple:
+    """llama-server (``binary``) or, with ``binary`` None, ``sleepvlm-ws serve`` (the
+    workstation's own batched server) on a free port; all layers on the GPU."""
     from sleepvlm_ws.core.model_pack import verify_pack
 
     m = verify_pack(pack_dir, cache=False)
     port = free_port()
-    cmd = [binary, "-m", str(m.lm_path), "--mmproj", str(m.mmproj_path),
-           "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
-           "-c", str(ctx_per_slot * parallel), "-ngl", "999", "-fa", "on", *extra]
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    if binary:
+        cmd = [binary, "-m", str(m.lm_path), "--mmproj", str(m.mmproj_path),
+               "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
+               "-c", str(ctx_per_slot * parallel), "-ngl", "999", "-fa", "on", *extra]
+    else:
+        cmd = [sys.executable, "-c", "import sys; from sleepvlm_ws.cli import main; "
+               "sys.exit(main(sys.argv[1:]))", "serve", "--model", str(pack_dir),
+               "--port", str(port), "--slots", str(parallel), "--ctx-per-slot", str(ctx_per_slot),
+               "--gpu-layers", "-1", *extra]
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT / "app") + os.pathsep
+                                     + os.environ.get("PYTHONPATH", "")))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"llama-server exited with {proc.returncode}; see {log}")
+            sys.exit(f"the server exited with {proc.returncode}; see {log}")
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as r:
                 if r.status == 200:
@@ -71,7 +82,7 @@ def start_server(binary: str, pack_dir: Path, parallel: int, ctx_per_slot: int, 
         except OSError:
             time.sleep(1)
     proc.kill()
-    sys.exit("llama-server did not become ready in 300 s")
+    sys.exit("the server did not become ready in 300 s")
 
 
 def bench_stages(n: int) -> list:
@@ -166,10 +177,36 @@ def server_log_summary(log: Path, parallel: int) -> str:
             f"a decode step every {med:.1f} ms for {parallel} tokens")
 
 
+def server_stats(url: str) -> dict | None:
+    """``sleepvlm-ws serve``'s counters (GET /stats); None from another server."""
+    import json
+
+    try:
+        with urllib.request.urlopen(url + "/stats", timeout=5) as r:
+            return json.loads(r.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def engine_summary(st: dict) -> str:
+    """Where ``sleepvlm-ws serve``'s time went (its counters since start, warm-up included)."""
+    steps = max(1, st["steps"])
+    return (f"engine: {st['requests']} requests, {st['steps']} decode steps "
+            f"({st['step_tokens'] / steps:.1f} sequences each, {1000 * st['step_s'] / steps:.1f} ms "
+            f"per step, {st['step_s']:.1f} s in all); prefill {st['prefill_s']:.1f} s in "
+            f"{st['prefill_groups']} groups (vision encoder {st['encode_s']:.1f} s for "
+            f"{st['images_encoded']} images, {st['images_reused']} reused; image-embedding "
+            f"decodes {st['image_decode_s']:.1f} s; text decodes "
+            f"{st['text_decode_s']:.1f} s); tokens read back (waiting for the GPU) and picked "
+            f"{st['sample_s']:.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pack", type=Path, required=True)
-    ap.add_argument("--server-bin")
+    ap.add_argument("--server-bin", help="llama-server to start")
+    ap.add_argument("--own-server", action="store_true",
+                    help="start `sleepvlm-ws serve` (the workstation's batched server) instead")
     ap.add_argument("--url")
     ap.add_argument("--server-args", default="", help="more llama-server flags, e.g. '-bs'")
     ap.add_argument("--parallel", type=int, default=8, help="requests in flight (all servers)")
@@ -188,12 +225,15 @@ def main() -> None:
     args = ap.parse_args()
     from sleepvlm_ws.core.remote import RemotePool
 
+    # `timeout` (or a kill) must still stop the servers this script started (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_server: terminated"))
+
     if args.instances < 1 or args.parallel < args.instances:
         sys.exit("--instances must be 1 or more, and at most --parallel")
     n = args.requests or 6 * args.parallel
     procs, urls = [], [u for u in (args.url or "").split(",") if u]
-    if not urls and not args.server_bin:
-        sys.exit("give --url or --server-bin")
+    if not urls and not args.server_bin and not args.own_server:
+        sys.exit("give --url, --server-bin or --own-server")
     slots = args.parallel // args.instances
     rationale = not args.fast
     max_tokens = args.rationale_tokens if rationale else 128
@@ -202,7 +242,7 @@ def main() -> None:
             for i in range(args.instances):
                 log = (args.log if i == 0
                        else args.log.with_name(f"{args.log.stem}-{i}{args.log.suffix}"))
-                proc, url = start_server(args.server_bin, args.pack, slots, args.ctx_per_slot,
+                proc, url = start_server(None if args.own_server else args.server_bin, args.pack, slots, args.ctx_per_slot,
                                          log, shlex.split(args.server_args))
                 procs.append(proc)
                 urls.append(url)
@@ -214,6 +254,7 @@ def main() -> None:
         else:
             wall = run_scoring(rt, n, args.parallel)
         tokens = rt.tokens
+        stats = [server_stats(u) for u in urls]
     finally:
         for proc in procs:
             proc.terminate()
@@ -227,14 +268,18 @@ def main() -> None:
           f"requests in flight ({args.instances} x {slots} slots), {n} requests ({kind}), path {args.path}, pack {args.pack.name}, "
           f"{'no grammar' if args.no_grammar else 'under the answer grammar'}")
     print(f"{'set-up':<58} {'epochs/s':>9} {'s/epoch':>8}")
-    servers = f"{args.instances} llama-servers" if args.instances > 1 else "llama-server"
+    name = "sleepvlm-ws serve" if args.own_server else "llama-server"
+    servers = f"{args.instances} x {name}" if args.instances > 1 else name
     label = (f"workstation client -> {servers}, {args.parallel} slots" if args.path == "client"
              else f"ScoringRun(parallel={args.parallel}) -> {servers}")
     print(f"{label:<58} {n / wall:9.2f} {wall / n:8.2f}")
     print(f"{'SleepVLM paper: W4A16, vLLM batched, RTX 4090-class':<58} "
           f"{PAPER_EPOCHS_PER_S:9.2f} {1 / PAPER_EPOCHS_PER_S:8.2f}")
     print(f"tokens/s generated: {sum(tokens) / wall:.0f}; machine: {os.cpu_count()} cores")
-    if procs:
+    for st in stats:
+        if st:
+            print(engine_summary(st))
+    if procs and not args.own_server:
         summary = server_log_summary(args.log, slots)
         if summary:
             print(summary)

@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_command(sub)
     from .cli_evaluate import add_evaluate_command
     add_evaluate_command(sub)
+    from .cli_serve import add_serve_command
+    add_serve_command(sub)
 
     s = sub.add_parser("audit", help="audit trail tools")
     asub = s.add_subparsers(dest="audit_command", required=True)
@@ -435,18 +437,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_MODEL_COMMANDS = {"demo", "open", "score", "evaluate", "serve"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if set(words) & _MODEL_COMMANDS:
+        # before scipy (which the evaluate and report modules import with the parser): a CUDA
+        # build of llama.cpp segfaults at model load otherwise (seen on the lent H100)
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            pass
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed a one-line usage error
         return EXIT_BAD_INPUT if e.code not in (0, None) else EXIT_OK
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command in ("demo", "open", "score", "evaluate"):
-        try:  # before scipy: a CUDA build of llama.cpp was seen to crash at load otherwise
-            import llama_cpp  # noqa: F401
-        except ImportError:
-            pass
     try:
         return int(args.func(args) or 0)
     except InputError as e:

@@ -5,7 +5,9 @@
 # There:       bash benchmarks/gpu/run_gpu_bench.sh start    (background: CUDA build, 3B-shaped pack)
 #              bash benchmarks/gpu/run_gpu_bench.sh wait     (poll until both are done, <= 9 min)
 #              bash benchmarks/gpu/run_gpu_bench.sh bench    (in-process and server benchmarks)
-#              bash benchmarks/gpu/run_gpu_bench.sh server NAME ARGS...   (one bench_server.py run)
+#              bash benchmarks/gpu/run_gpu_bench.sh server NAME ARGS...   (one bench_server.py run;
+#                   ARGS --own-server --parallel 64 --no-grammar --server-args=--gpu-sampling:
+#                   sleepvlm-ws serve instead of llama-server)
 #              bash benchmarks/gpu/run_gpu_bench.sh floor    (llama-batched-bench: decode without a server)
 # with `.device/src.tar.xz` and `.device/whl` carried. Results land in $OUT (or ./gpu-results).
 #
