@@ -1,6 +1,7 @@
 """Throughput through an OpenAI-compatible server with parallel sequences (the lab-server path).
 
-Starts llama.cpp's own server (``llama-server``, continuous batching, ``-np`` parallel slots) on
+Starts llama.cpp's own server (``llama-server``, continuous batching, ``-np`` parallel slots) or
+the workstation's own (``--own-server``: ``sleepvlm-ws serve``, whose counters it prints) on
 127.0.0.1 with a model pack, or uses a server already running (``--url``), and drives it with
 the workstation's own code, one of two ways (``--path``):
 
@@ -16,6 +17,8 @@ epochs/s (W4A16, vLLM batching, RTX 4090-class GPU) and, from the (first) server
 median time per generated token of one sequence.
 
 Run:  python benchmarks/bench_server.py --server-bin PATH/llama-server --pack DIR --parallel 8
+      python benchmarks/bench_server.py --own-server --pack DIR --parallel 64 --no-grammar \
+          --server-args="--gpu-sampling"
       python benchmarks/bench_server.py --url http://127.0.0.1:8080 --pack DIR --parallel 8
 """
 

@@ -75,19 +75,36 @@ def _remote(url, tiny_pack, **kwargs) -> RemoteRuntime:
     return RemoteRuntime.from_pack(url, tiny_pack, timeout=120, **kwargs)
 
 
+def _call(lab, method, path, body=None, key=API_KEY, raw=None):
+    """(status, JSON reply) of one HTTP request to the lab server."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(lab.url + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _prompt_and_grammar(tiny_pack, rationale=True):
+    with LocalRuntime(tiny_pack, n_threads=1) as rt:
+        return rt.system_prompt, rt.grammar_text(rationale=rationale)
+
+
 def test_parallel_answers_are_the_in_process_answers(lab, engine, tiny_pack, requests_):
     """Several requests decoded together give, token for token, what the in-process runtime
     gives one at a time (same greedy decoding, same grammar); each image is encoded once."""
     with LocalRuntime(tiny_pack, n_threads=1) as local:
-        expected = [local.suggest(r, rationale=True, max_tokens=RATIONALE_TOKENS).raw
-                    for r in requests_]
+        here = [local.suggest(r, rationale=True, max_tokens=RATIONALE_TOKENS) for r in requests_]
+    expected = [(a.raw, a.finish_reason) for a in here]
     before = engine.stats()
     remote = _remote(lab.url, tiny_pack)
     assert remote.models() == [ALIAS]
     with ThreadPoolExecutor(max_workers=len(requests_)) as pool:
         got = list(pool.map(lambda r: remote.suggest(r, rationale=True,
                                                      max_tokens=RATIONALE_TOKENS), requests_))
-    assert [g.raw for g in got] == expected
+    assert [(g.raw, g.finish_reason) for g in got] == expected
     assert all(g.raw and 0 < g.completion_tokens <= RATIONALE_TOKENS for g in got)
     assert got[0].answer.flags.count("edge_epoch") == 1 and "edge_epoch" not in got[2].answer.flags
     after = engine.stats()
@@ -100,15 +117,8 @@ def test_parallel_answers_are_the_in_process_answers(lab, engine, tiny_pack, req
 
 
 def test_the_http_front_refuses_what_it_cannot_do_in_one_line(lab, tiny_pack, requests_):
-    def call(method, path, body=None, key=API_KEY, raw=None):
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(lab.url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {key}"} if key else {})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+    def call(*args, **kwargs):
+        return _call(lab, *args, **kwargs)
 
     assert call("GET", "/health", key=None) == (200, {"status": "ok"})
     status, models = call("GET", "/v1/models")
@@ -131,15 +141,46 @@ def test_the_http_front_refuses_what_it_cannot_do_in_one_line(lab, tiny_pack, re
         assert status == 400 and words in message and "\n" not in message, (change, message)
     status, reply = call("POST", "/v1/chat/completions", raw=b"{not json")
     assert status == 400 and reply["error"]["message"] == "the body is not JSON"
-    bad_image = json.loads(json.dumps(body))
-    bad_image["messages"][1]["content"][1]["image_url"]["url"] = "data:image/png;base64,AAAA"
-    status, reply = call("POST", "/v1/chat/completions", bad_image)
-    assert status == 400 and "image" in reply["error"]["message"]
+    for url, words in (("data:image/png;base64,AAAA", "could not be decoded"),
+                       ("data:x", "must be inline"),
+                       ("data:image/png;base64,***", "base64 is invalid"),
+                       ("file:///etc/passwd", "must be inline"),         # never read or fetched
+                       ("http://127.0.0.1:9/x.png", "must be inline")):
+        bad = json.loads(json.dumps(body))
+        bad["messages"][1]["content"][1]["image_url"]["url"] = url
+        status, reply = call("POST", "/v1/chat/completions", bad)
+        assert status == 400 and words in reply["error"]["message"], (url, reply)
+    broken = json.loads(json.dumps(body))
+    broken["messages"][1]["content"][1]["image_url"] = 42                 # not an object
+    status, reply = call("POST", "/v1/chat/completions", broken)
+    assert status == 400 and "\n" not in reply["error"]["message"]
+    status, reply = call("POST", "/v1/chat/completions", dict(body, grammar='root ::= "a'))
+    assert status == 400 and reply["error"]["message"].startswith("the grammar is unusable")
     # the client reads a refusal as one line naming the server
     with pytest.raises(RemoteServerError, match="HTTP 401"):
         _remote(lab.url, tiny_pack, api_key="wrong").suggest(requests_[1], rationale=False)
+    # an error closes a kept-alive connection (its unread body must not become a request)
+    import http.client
+
+    conn = http.client.HTTPConnection(lab.url.split("//")[1], timeout=30)
+    conn.request("POST", "/v1/chat/completions", body=b"{}", headers={"Authorization": "Bearer x"})
+    reply = conn.getresponse()
+    assert reply.status == 401 and reply.getheader("Connection") == "close"
+    conn.close()
     # and the engine still answers afterwards
     assert _remote(lab.url, tiny_pack).suggest(requests_[1], rationale=False).answer.stage
+
+
+def test_a_text_only_request_does_not_take_the_shared_prefix(engine, tiny_pack, requests_):
+    prompt, _ = _prompt_and_grammar(tiny_pack)
+    messages = [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}]
+    for _ in range(2):                         # twice: the same whole prompt again
+        result = engine.submit(engine.prepare(messages, max_tokens=5, grammar=None)).wait(60)
+        assert result["completion_tokens"] >= 1 and result["finish_reason"] in ("stop", "length")
+    before = engine.stats()["prefix_copies"]
+    engine.submit(engine.prepare(build_messages(prompt, requests_[2]), max_tokens=5,
+                                 grammar=None)).wait(60)
+    assert engine.stats()["prefix_copies"] == before + 1
 
 
 def test_gpu_style_sampling_picks_the_same_tokens_and_refuses_a_grammar(tiny_pack, engine,
@@ -147,15 +188,13 @@ def test_gpu_style_sampling_picks_the_same_tokens_and_refuses_a_grammar(tiny_pac
     """llama.cpp's backend sampler (the GPU path; it runs on the CPU backend too) chooses the
     tokens the host's argmax chooses; it cannot apply a grammar, so a request with one is
     refused rather than answered unconstrained."""
-    rt = LocalRuntime(tiny_pack, n_threads=1)
-    try:
-        prompt, grammar = rt.system_prompt, rt.grammar_text(rationale=True)
-    finally:
-        rt.close()
+    prompt, grammar = _prompt_and_grammar(tiny_pack)
     messages = [build_messages(prompt, r) for r in requests_[1:4]]
-    host = [engine.submit(engine.prepare(m, max_tokens=RATIONALE_TOKENS, grammar=None))
-            for m in messages]
+    prepared = [engine.prepare(m, max_tokens=RATIONALE_TOKENS, grammar=None) for m in messages]
+    before = engine.stats()["prefill_groups"]
+    host = [engine.submit(p) for p in prepared]           # arrive together: prefilled together
     host = [p.wait(120)["content"] for p in host]
+    assert engine.stats()["prefill_groups"] - before < len(messages)
     with BatchEngine(tiny_pack, slots=3, n_threads=1, gpu_sampling=True) as gs:
         with pytest.raises(EngineError, match="no grammar"):
             gs.prepare(messages[0], max_tokens=8, grammar=grammar)
@@ -164,28 +203,30 @@ def test_gpu_style_sampling_picks_the_same_tokens_and_refuses_a_grammar(tiny_pac
         assert [p.wait(120)["content"] for p in got] == host
 
 
-def test_a_shared_kv_buffer_answers_every_request(tiny_pack, requests_):
-    rt = LocalRuntime(tiny_pack, n_threads=1)
-    try:
-        prompt, grammar = rt.system_prompt, rt.grammar_text(rationale=False)
-    finally:
-        rt.close()
+def test_a_shared_kv_buffer_answers_like_the_in_process_runtime(tiny_pack, requests_):
+    """One KV buffer for all slots (the prompt's cells shared, not copied): one request at a
+    time its cells sit where the in-process runtime's do, so the tokens are the same; several
+    at once still complete under the grammar (their rounding may differ)."""
+    prompt, grammar = _prompt_and_grammar(tiny_pack, rationale=False)
+    with LocalRuntime(tiny_pack, n_threads=1, use_grammar=False) as local:
+        expected = [local.suggest(r, rationale=True, max_tokens=RATIONALE_TOKENS).raw
+                    for r in requests_[1:4]]
     with BatchEngine(tiny_pack, slots=4, n_threads=1, unified_kv=True) as eng:
+        one_by_one = [eng.submit(eng.prepare(build_messages(prompt, r), max_tokens=RATIONALE_TOKENS,
+                                             grammar=None)).wait(120)["content"]
+                      for r in requests_[1:4]]
         pending = [eng.submit(eng.prepare(build_messages(prompt, r), max_tokens=64,
                                           grammar=grammar)) for r in requests_]
         results = [p.wait(120) for p in pending]
         assert eng.stats()["unified_kv"] is True
+    assert one_by_one == expected
     for r in results:   # the grammar holds, so every answer is a complete coarse answer
         answer = json.loads(r["content"])
         assert answer["sleep_stage"] in {"W", "N1", "N2", "N3", "R"} and r["finish_reason"] == "stop"
 
 
 def test_closing_answers_every_waiting_request(tiny_pack, requests_):
-    rt = LocalRuntime(tiny_pack, n_threads=1)
-    try:
-        prompt = rt.system_prompt
-    finally:
-        rt.close()
+    prompt, _ = _prompt_and_grammar(tiny_pack)
     eng = BatchEngine(tiny_pack, slots=1, n_threads=1)
     pending = [eng.submit(eng.prepare(build_messages(prompt, r), max_tokens=200, grammar=None))
                for r in requests_[:4]]
@@ -200,6 +241,8 @@ def test_closing_answers_every_waiting_request(tiny_pack, requests_):
             outcomes.append(str(exc))
     assert "the server is shutting down" in outcomes          # the queued ones
     assert set(outcomes) <= {"answered", "the server is shutting down"}
+    with pytest.raises(EngineError, match="shutting down"):   # the model is gone: refused
+        eng.prepare(build_messages(prompt, requests_[1]), max_tokens=5, grammar=None)
     late = eng.submit(Prepared(chunks=[], prompt_cells=0, max_tokens=1, grammar=None))
     with pytest.raises(EngineError, match="shutting down"):
         late.wait(5)

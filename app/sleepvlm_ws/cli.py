@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                    help="model layers to put on the GPU (-1: all)")
     s.add_argument("--server", metavar="URL[,URL...]",
-                   help="send the requests to an OpenAI-compatible server (llama-server, vLLM) "
+                   help="send the requests to an OpenAI-compatible server (sleepvlm-ws serve, "
+                        "llama-server, vLLM) "
                         "instead of the embedded runtime, or to several serving the same model; "
                         f"the pack gives the prompt and rules; an API key is read from ${API_KEY_ENV}")
     s.add_argument("--server-model", metavar="NAME",
@@ -397,8 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parallel", type=_parallel, default=1, metavar="N",
                    help="requests in flight at once with --server (match the server's slots)")
     s.add_argument("--no-grammar", action="store_true",
-                   help="with --server: send no answer grammar (llama-server can then sample on "
-                        "the GPU, -bs); answers are still parsed and anything off-schema flagged")
+                   help="with --server: send no answer grammar (the server can then pick tokens "
+                        "on the GPU: serve --gpu-sampling, llama-server -bs); answers are still "
+                        "parsed and anything off-schema flagged")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("synth", help="write a synthetic overnight PSG (EDF+ with its hypnogram)")

@@ -81,7 +81,16 @@ def _quiet_mtmd(mtmd, llama_cpp) -> None:
 
 
 class EngineError(Exception):
-    """A request the engine cannot serve (the message is one line for the client)."""
+    """A request the engine cannot serve (the message is one line for the client); ``status``
+    is the HTTP status it maps to: 400 the request's fault, 500 the engine's, 503 shutting down."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+SHUTTING_DOWN = "the server is shutting down"
+MAX_GRAMMARS = 8                # distinct answer grammars whose parsed samplers are kept
 
 
 @dataclass
@@ -108,21 +117,32 @@ class Prepared:
 class Pending:
     """A submitted request; ``wait()`` returns the result dict or raises EngineError."""
 
-    def __init__(self, prepared: Prepared):
+    def __init__(self, prepared: Prepared, engine_thread: threading.Thread | None = None):
         self.prepared = prepared
+        self._engine_thread = engine_thread
         self._done = threading.Event()
         self.result: dict | None = None
-        self.error: str | None = None
+        self.error: EngineError | None = None
 
-    def finish(self, result: dict | None = None, error: str | None = None) -> None:
-        self.result, self.error = result, error
+    def finish(self, result: dict | None = None, error: str | None = None,
+               status: int = 500) -> None:
+        self.result = result
+        self.error = None if error is None else EngineError(
+            error, 503 if error == SHUTTING_DOWN else status)
         self._done.set()
 
     def wait(self, timeout: float | None = None) -> dict:
-        if not self._done.wait(timeout):
-            raise EngineError("the engine did not answer in time")
+        """The result; never waits on an engine thread that has stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.wait(1.0 if deadline is None else
+                                  max(0.0, min(1.0, deadline - time.monotonic()))):
+            if self._engine_thread is not None and not self._engine_thread.is_alive():
+                if not self._done.is_set():
+                    raise EngineError("the engine stopped", 500)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise EngineError("the engine did not answer in time", 500)
         if self.error is not None:
-            raise EngineError(self.error)
+            raise self.error
         return self.result
 
 
@@ -156,7 +176,7 @@ class BatchEngine:
         self.slots = slots
         self.ctx_per_slot = int(ctx_per_slot or self.manifest.context_size)
         self.gpu_sampling = bool(gpu_sampling)
-        self.n_batch = max(64, int(n_batch))
+        self.n_batch = max(64, slots, int(n_batch))    # a decode step holds one token a slot
         self._image_cache_size = (IMAGE_CACHE_PER_SLOT * slots if image_cache_size is None
                                   else max(0, int(image_cache_size)))
         try:
@@ -222,11 +242,13 @@ class BatchEngine:
 
         self._prefix: list[int] | None = None
         self._embeddings: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self._guides: dict[str, list] = {}
+        self._guides: OrderedDict[str, list] = OrderedDict()   # grammar -> free samplers
+        self._grammar_verdicts: OrderedDict[str, str | None] = OrderedDict()
         self._queue: queue.Queue[Pending | None] = queue.Queue()
         self._free = [_Seq(i) for i in range(slots, 0, -1)]   # pop() takes the lowest id
         self._active: list[_Seq] = []
-        self._prepare_lock = threading.Lock()
+        self._prepare_lock = threading.Lock()    # prepare() vs itself and close()
+        self._submit_lock = threading.Lock()     # submit() vs close()
         self._argmax_pool = ThreadPoolExecutor(max_workers=min(8, threads)) if threads > 1 else None
         self._stats = dict(requests=0, steps=0, step_tokens=0, step_s=0.0, prefill_s=0.0,
                            prefill_groups=0, encode_s=0.0, images_encoded=0, images_reused=0,
@@ -242,25 +264,32 @@ class BatchEngine:
         return self.manifest.label
 
     def prepare(self, messages: list[dict], *, max_tokens: int, grammar: str | None) -> Prepared:
-        """Chat template + images -> libmtmd chunks (thread-safe; serialised)."""
-        if grammar is not None and self.gpu_sampling:
-            raise EngineError("this server picks tokens on the GPU and applies no grammar: send "
-                              "requests without one (sleepvlm-ws score --no-grammar), or start "
-                              "it without --gpu-sampling")
+        """Chat template + images -> libmtmd chunks (thread-safe; serialised). Images must be
+        inline (``data:image/...;base64,...``): the server fetches nothing."""
+        if grammar is not None:
+            if self.gpu_sampling:
+                raise EngineError("this server picks tokens on the GPU and applies no grammar: "
+                                  "send requests without one (sleepvlm-ws score --no-grammar), "
+                                  "or start it without --gpu-sampling")
+            self._check_grammar(grammar)
         mtmd = self._mtmd
         with self._prepare_lock:
+            if self._closed:
+                raise EngineError(SHUTTING_DOWN, 503)
             try:
                 text, urls = self._handler.render_prompt(self._llama, messages)
-                images = [self._handler.load_image(url) for url in urls]
-            except (ValueError, TypeError, KeyError, OSError) as exc:
-                raise EngineError(f"the messages cannot be read ({exc})") from None
+            except Exception as exc:  # noqa: BLE001 - jinja, KeyError, TypeError on odd messages
+                raise EngineError(f"the messages cannot be read ({type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:120]})") from None
+            images = [_inline_image(url) for url in urls]
             bitmaps, chunks = [], mtmd.mtmd_input_chunks_init()
             try:
                 for image in images:
-                    try:
-                        bitmaps.append(self._handler._create_bitmap_from_bytes(image))
-                    except ValueError:
-                        raise EngineError("an image could not be decoded") from None
+                    buf = (ctypes.c_uint8 * len(image)).from_buffer(bytearray(image))
+                    bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._mctx, buf, len(image), False)
+                    if not bitmap:
+                        raise EngineError("an image could not be decoded (PNG or JPEG expected)")
+                    bitmaps.append(bitmap)
                 encoded = text.encode("utf-8")
                 itext = mtmd.mtmd_input_text()
                 itext.text, itext.text_len = encoded, len(encoded)
@@ -268,7 +297,8 @@ class BatchEngine:
                 array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
                 rc = mtmd.mtmd_tokenize(self._mctx, chunks, ctypes.byref(itext), array, len(bitmaps))
                 if rc != 0:
-                    raise EngineError(f"the request could not be tokenised (libmtmd error {rc})")
+                    raise EngineError(f"the request could not be tokenised (libmtmd error {rc}; "
+                                      "does it hold as many image markers as images?)")
                 keys = iter(hashlib.sha256(image).digest() for image in images)
                 out: list[_Chunk] = []
                 for i in range(int(mtmd.mtmd_input_chunks_size(chunks))):
@@ -281,9 +311,13 @@ class BatchEngine:
                         if toks:
                             out.append(_Chunk("text", toks, n_tokens=len(toks), n_pos=len(toks)))
                     elif kind == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                        out.append(_Chunk("image", ptr=c, key=next(keys, b""),
-                                          n_tokens=int(mtmd.mtmd_input_chunk_get_n_tokens(c)),
-                                          n_pos=int(mtmd.mtmd_input_chunk_get_n_pos(c))))
+                        chunk = _Chunk("image", ptr=c, key=next(keys, b""),
+                                       n_tokens=int(mtmd.mtmd_input_chunk_get_n_tokens(c)),
+                                       n_pos=int(mtmd.mtmd_input_chunk_get_n_pos(c)))
+                        if chunk.n_tokens > self.n_batch:
+                            raise EngineError(f"an image of {chunk.n_tokens} tokens exceeds the "
+                                              f"server's batch of {self.n_batch}")
+                        out.append(chunk)
                     else:
                         raise EngineError("only text and images are supported in a request")
             except BaseException:
@@ -293,23 +327,44 @@ class BatchEngine:
                 for bitmap in bitmaps:
                     mtmd.mtmd_bitmap_free(bitmap)
         cells = sum(c.n_tokens for c in out)
-        if not out:
+        problem = ("the request is empty" if not out else
+                   f"the request needs {cells} tokens but a slot holds {self.ctx_per_slot}"
+                   if cells >= self.ctx_per_slot else None)
+        if problem:
             mtmd.mtmd_input_chunks_free(chunks)
-            raise EngineError("the request is empty")
-        if cells >= self.ctx_per_slot:
-            mtmd.mtmd_input_chunks_free(chunks)
-            raise EngineError(f"the request needs {cells} tokens but a slot holds "
-                              f"{self.ctx_per_slot}")
+            raise EngineError(problem)
         budget = max(1, min(int(max_tokens), self.ctx_per_slot - cells))
         return Prepared(out, cells, budget, grammar, chunks)
 
+    def _check_grammar(self, grammar: str) -> None:
+        """A grammar llama.cpp cannot parse is refused here; it is parsed in a child process
+        first (a bad grammar can crash llama.cpp), once per distinct grammar."""
+        with self._prepare_lock:
+            if grammar in self._grammar_verdicts:
+                self._grammar_verdicts.move_to_end(grammar)
+                problem = self._grammar_verdicts[grammar]
+            else:
+                problem = None
+        if grammar not in self._grammar_verdicts:
+            from .grammar import validate_grammar_in_child
+
+            ok, message = validate_grammar_in_child(grammar)
+            problem = None if ok else message
+            with self._prepare_lock:
+                self._grammar_verdicts[grammar] = problem
+                while len(self._grammar_verdicts) > 4 * MAX_GRAMMARS:
+                    self._grammar_verdicts.popitem(last=False)
+        if problem is not None:
+            raise EngineError(f"the grammar is unusable: {problem}")
+
     def submit(self, prepared: Prepared) -> Pending:
-        pending = Pending(prepared)
-        if self._closed:
-            self._release(prepared)
-            pending.finish(error="the server is shutting down")
-        else:
-            self._queue.put(pending)
+        pending = Pending(prepared, self._thread)
+        with self._submit_lock:
+            if not self._closed:
+                self._queue.put(pending)
+                return pending
+        self._release(prepared)
+        pending.finish(error=SHUTTING_DOWN)
         return pending
 
     def stats(self) -> dict:
@@ -322,10 +377,11 @@ class BatchEngine:
                     unified_kv=self.unified_kv)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join()
         while True:                       # anything still queued
             try:
@@ -334,7 +390,11 @@ class BatchEngine:
                 break
             if pending is not None:
                 self._release(pending.prepared)
-                pending.finish(error="the server is shutting down")
+                pending.finish(error=SHUTTING_DOWN)
+        with self._prepare_lock:        # no prepare() is using the model while it is freed
+            self._free_model()
+
+    def _free_model(self) -> None:
         lc = self._lc
         lc.llama_batch_free(self._batch)
         lc.llama_free(self._ctx)
@@ -343,6 +403,7 @@ class BatchEngine:
         for guides in self._guides.values():
             for guide in guides:
                 guide.close()
+        self._guides.clear()
         if self._argmax_pool is not None:
             self._argmax_pool.shutdown()
         self._llama.close()
@@ -363,7 +424,7 @@ class BatchEngine:
     def _loop(self) -> None:
         while True:
             if self._closed:          # stop now: what is decoding and what waits gets an error
-                self._fail_all("the server is shutting down")
+                self._fail_all(SHUTTING_DOWN)
                 return
             group: list[_Seq] = []
             block = not self._active
@@ -373,39 +434,46 @@ class BatchEngine:
                 except queue.Empty:
                     break
                 if pending is None:
-                    self._fail_all("the server is shutting down")
+                    self._fail_all(SHUTTING_DOWN)
                     return
                 seq = self._free.pop()
-                self._start(seq, pending)
-                group.append(seq)
+                if self._start(seq, pending):
+                    group.append(seq)
             try:
                 if group:
                     self._prefill(group)
+                    for seq in group:           # every admitted request is now generating
+                        if seq.pending is not None and seq.last < 0:
+                            self._finish(seq, error="the prompt did not end in a token to "
+                                                    "continue from")
                 if self._active:
                     self._step()
             except Exception as exc:  # noqa: BLE001 - every waiting client gets one line
-                self._fail_all(f"decoding failed ({type(exc).__name__}: {exc})")
+                self._fail_all(f"decoding failed ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:160]})")
 
-    def _start(self, seq: _Seq, pending: Pending) -> None:
+    def _start(self, seq: _Seq, pending: Pending) -> bool:
+        """Give ``seq`` to ``pending``; False (and the request answered) when it cannot start."""
         seq.pending, seq.next_chunk, seq.n_past, seq.cells = pending, 0, 0, 0
         seq.tokens, seq.last, seq.t0 = [], -1, time.perf_counter()
         grammar = pending.prepared.grammar
         seq.guide = None
+        self._active.append(seq)
+        self._stats["requests"] += 1
         if grammar is not None:
-            free = self._guides.setdefault(grammar, [])
+            free = self._guides.get(grammar)
             if free:
+                self._guides.move_to_end(grammar)
                 seq.guide = free.pop()
             else:
                 from .greedy_decode import GrammarGuide
                 try:
                     seq.guide = GrammarGuide(self._llama, grammar)
                 except ValueError:
-                    seq.guide = None
-                    self._finish(seq, error="llama.cpp rejected the grammar")
-                    return
+                    self._finish(seq, error="llama.cpp rejected the grammar", status=400)
+                    return False
             seq.guide.reset()
-        self._active.append(seq)
-        self._stats["requests"] += 1
+        return True
 
     # ------------------------------------------------------------------ prefill
 
@@ -425,8 +493,9 @@ class BatchEngine:
         group = [s for s in group if s.pending is not None]
         for seq in group:
             lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
-            first = seq.pending.prepared.chunks[0]
-            if first.kind == "text":
+            chunks = seq.pending.prepared.chunks
+            first = chunks[0]
+            if first.kind == "text" and len(chunks) > 1:   # a prefix is shared, never the whole prompt
                 if self._prefix is None:
                     self._ensure_prefix(first.tokens)
                 if first.tokens == self._prefix:
@@ -498,9 +567,12 @@ class BatchEngine:
         items = []
         for seq in seqs:
             chunk = seq.pending.prepared.chunks[seq.next_chunk]
-            if chunk.n_tokens > self.n_batch:
-                raise EngineError(f"an image of {chunk.n_tokens} tokens exceeds the batch size")
-            items.append((seq, chunk, self._embedding(chunk)))
+            try:
+                items.append((seq, chunk, self._embedding(chunk)))
+            except EngineError as exc:       # this request fails, the others go on
+                lc = self._lc
+                lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+                self._finish(seq, error=str(exc))
         t0 = time.perf_counter()
         group, size = [], 0
         for item in items + [None]:
@@ -536,7 +608,7 @@ class BatchEngine:
             seq_ids[at:at + k] = seq.seq_id
             if self._is_last(seq):
                 logits[at + k - 1] = 1
-                outputs.append((seq, int(logits[:at + k].sum()) - 1))
+                outputs.append((seq, at + k - 1))        # the batch index, as for tokens
             seq.n_past += chunk.n_pos
             seq.cells += k
             at += k
@@ -615,6 +687,9 @@ class BatchEngine:
         lc = self._lc
         best = self._best([i for _, i in outputs])
         for (seq, row), token in zip(outputs, best):
+            if token < 0:
+                self._finish(seq, error="no token was sampled")
+                continue
             if seq.guide is not None and not seq.guide.allows(token):
                 logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, row),
                                                shape=(self.n_vocab,))
@@ -641,20 +716,20 @@ class BatchEngine:
             self._mtmd.mtmd_input_chunks_free(prepared._mtmd_chunks)
             prepared._mtmd_chunks = None
 
-    def _finish(self, seq: _Seq, reason: str = "stop", error: str | None = None) -> None:
+    def _finish(self, seq: _Seq, reason: str = "stop", error: str | None = None,
+                status: int = 500) -> None:
         pending, seq.pending = seq.pending, None
         if seq in self._active:
             self._active.remove(seq)
         if seq.guide is not None:
-            grammar = pending.prepared.grammar
-            self._guides.setdefault(grammar, []).append(seq.guide)
+            self._keep_guide(pending.prepared.grammar, seq.guide)
             seq.guide = None
         seq.last = -1
         self._free.append(seq)
         self._free.sort(key=lambda s: -s.seq_id)
         self._release(pending.prepared)
         if error is not None:
-            pending.finish(error=error)
+            pending.finish(error=error, status=status)
             return
         text = self._llama.detokenize(seq.tokens).decode("utf-8", errors="ignore")
         pending.finish({"content": text, "finish_reason": reason,
@@ -662,9 +737,35 @@ class BatchEngine:
                         "completion_tokens": len(seq.tokens),
                         "seconds": time.perf_counter() - seq.t0})
 
+    def _keep_guide(self, grammar: str, guide) -> None:
+        """Keep a parsed grammar sampler for reuse: the pools of the last MAX_GRAMMARS grammars."""
+        self._guides.setdefault(grammar, []).append(guide)
+        self._guides.move_to_end(grammar)
+        while len(self._guides) > MAX_GRAMMARS:
+            for old in self._guides.popitem(last=False)[1]:
+                old.close()
+
     def _fail_all(self, message: str) -> None:
         for seq in list(self._active):
             self._finish(seq, error=message)
         # sequences of a failed prefill may hold half a prompt: clear them all
         for seq in self._free:
             self._lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+
+
+def _inline_image(url: object) -> bytes:
+    """The bytes of a ``data:image/...;base64,...`` URL; EngineError for anything else (the
+    server never fetches a URL or reads a file a request names)."""
+    import base64
+    import binascii
+
+    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+        raise EngineError("images must be inline: data:image/...;base64,...")
+    try:
+        data = base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise EngineError("an image's base64 is invalid") from None
+    if not data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        # (libmtmd would try the bytes as audio, then as video through ffprobe)
+        raise EngineError("an image could not be decoded (PNG or JPEG expected)")
+    return data

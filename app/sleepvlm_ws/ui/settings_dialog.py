@@ -162,7 +162,8 @@ class SettingsDialog(QDialog):
         self.server_urls = QLineEdit()
         self.server_urls.setPlaceholderText(SERVER_PLACEHOLDER)
         self.server_urls.setToolTip("OpenAI-compatible servers running this pack's model "
-                                    "(llama-server, vLLM), separated by commas or spaces; "
+                                    "(sleepvlm-ws serve, llama-server, vLLM), separated by commas "
+                                    "or spaces; "
                                     "an API key is read from $SLEEPVLM_WS_API_KEY")
         self.server_error = QLabel()
         self.server_error.setStyleSheet("color: #b00020;")
@@ -173,8 +174,9 @@ class SettingsDialog(QDialog):
         self.server_parallel.setRange(1, MAX_SERVER_PARALLEL)
         self.server_parallel.setToolTip("Requests in flight at once (match the servers' slots)")
         self.server_grammar = QCheckBox("Send the answer grammar")
-        self.server_grammar.setToolTip("Off lets llama-server sample on the GPU (-bs); answers "
-                                       "that leave the schema are still flagged")
+        self.server_grammar.setToolTip("Off lets the server pick tokens on the GPU "
+                                       "(sleepvlm-ws serve --gpu-sampling, llama-server -bs); "
+                                       "answers that leave the schema are still flagged")
         form.addRow("Servers", self.server_urls)
         form.addRow("", self.server_error)
         form.addRow("Requests in flight", self.server_parallel)
