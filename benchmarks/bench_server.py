@@ -145,21 +145,22 @@ def run_scoring(rt: _Counted, n: int, parallel: int) -> float:
     from sleepvlm_ws.core.scoring_run import ScoringRun, study_montage
     from sleepvlm_ws.core.synth import generate_night, write_night_edf
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-server-"))
-    edf = write_night_edf(generate_night(seed=3, fs=256.0, stages=bench_stages(n)),
-                          folder / "night.edf")
-    rt.suggest(epoch_images(1)[0])  # warm-up
-    rt.tokens.clear()
-    rec = Recording.open(edf)
-    try:
-        study = folder / "night.svlm-study"
-        run = ScoringRun(rec, study_montage(rec, study, "bench"), study, rt, parallel=parallel,
-                         actor="bench")
-        t0 = time.perf_counter()
-        summary = run.run()
-        wall = time.perf_counter() - t0
-    finally:
-        rec.close()
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        folder = Path(tmp)
+        edf = write_night_edf(generate_night(seed=3, fs=256.0, stages=bench_stages(n)),
+                              folder / "night.edf")
+        rt.suggest(epoch_images(1)[0])  # warm-up
+        rt.tokens.clear()
+        rec = Recording.open(edf)
+        try:
+            study = folder / "night.svlm-study"
+            run = ScoringRun(rec, study_montage(rec, study, "bench"), study, rt,
+                             parallel=parallel, actor="bench")
+            t0 = time.perf_counter()
+            summary = run.run()
+            wall = time.perf_counter() - t0
+        finally:
+            rec.close()
     if summary.stored["fast"] + summary.skipped_no_signal != n:
         sys.exit(f"the scoring run stored {summary.stored['fast']} of {n} epochs")
     return wall
@@ -226,7 +227,7 @@ def main() -> None:
                     help="send no answer grammar (random weights break it at nearly every token, "
                          "forcing a full 152k-vocabulary grammar pass a trained model rarely needs)")
     args = ap.parse_args()
-    from sleepvlm_ws.core.remote import RemotePool
+    from sleepvlm_ws.core.remote import RemotePool, parse_server_urls
 
     # `timeout` (or a kill) must still stop the servers this script started (the finally below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_server: terminated"))
@@ -234,7 +235,7 @@ def main() -> None:
     if args.instances < 1 or args.parallel < args.instances:
         sys.exit("--instances must be 1 or more, and at most --parallel")
     n = args.requests or 6 * args.parallel
-    procs, urls = [], [u for u in (args.url or "").split(",") if u]
+    procs, urls = [], parse_server_urls(args.url or "")
     if not urls and not args.server_bin and not args.own_server:
         sys.exit("give --url, --server-bin or --own-server")
     slots = args.parallel // args.instances

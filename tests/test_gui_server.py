@@ -20,7 +20,7 @@ from sleepvlm_ws.core.suggestions import AI_RUN_STARTED, FAST, RATIONALE, Sugges
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT
 from sleepvlm_ws.ui.main_window import MainWindow
-from sleepvlm_ws.ui.scoring_worker import API_KEY_ENV
+from sleepvlm_ws.core.remote import API_KEY_ENV
 from sleepvlm_ws.ui.settings_dialog import (SERVER_PARALLEL_DEFAULT, SERVER_PLACEHOLDER,
                                             ModelSettings, SettingsDialog, load_settings,
                                             save_settings, settings_path)

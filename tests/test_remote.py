@@ -17,7 +17,7 @@ from sleepvlm_ws.core.recording import Recording
 from sleepvlm_ws.core.remote import RemotePool, RemoteRuntime, RemoteServerError
 from sleepvlm_ws.core.render import RENDERER_VERSION
 from sleepvlm_ws.core.request import blank_epoch_png, request_images
-from sleepvlm_ws.core.scoring_run import EpochImageCache, ScoringRun
+from sleepvlm_ws.core.scoring_run import EpochImageCache, ScoringRun, study_montage
 from sleepvlm_ws.core.stages import SLEEP_STAGES, Stage
 from sleepvlm_ws.core.study import Study
 from sleepvlm_ws.core.suggestions import FAST, SuggestionStore
@@ -92,9 +92,7 @@ def test_a_scoring_run_through_the_server_stores_under_the_remote_id(server, pac
                                                                      night, tmp_path):
     rec = Recording.open(night)
     study_path = tmp_path / "n.sleepvlm"
-    montage = auto_montage([c.label for c in rec.channels])
-    Study.create(study_path, recording_path=rec.path, n_epochs=rec.n_epochs, montage=montage,
-                 scorer="amy").close()
+    montage = study_montage(rec, study_path, "amy")
     summary = ScoringRun(rec, montage, study_path, _remote(server, pack_manifest),
                          epochs=[0, 2]).run()
     rec.close()
@@ -187,13 +185,6 @@ def longer_night(tmp_path_factory):
     return write_night_edf(generate_night(seed=12, fs=100.0, stages=stages), folder / "l.edf")
 
 
-def _fresh_study(rec, path):
-    montage = auto_montage([c.label for c in rec.channels])
-    Study.create(path, recording_path=rec.path, n_epochs=rec.n_epochs, montage=montage,
-                 scorer="amy").close()
-    return montage
-
-
 def _layer(path, model_id=f"remote:{ALIAS}"):
     with Study.open(path) as s:
         assert s.verify().ok
@@ -207,7 +198,7 @@ def test_a_parallel_run_stores_every_epoch_once_with_the_sequential_answers(
         answers = {}
         for parallel in (1, 3):
             path = tmp_path / f"p{parallel}.sleepvlm"
-            montage = _fresh_study(rec, path)
+            montage = study_montage(rec, path, "amy")
             seen = []
             summary = ScoringRun(rec, montage, path, _remote(server, pack_manifest),
                                  parallel=parallel).run(progress=lambda d, t, e: seen.append(d))
@@ -228,7 +219,7 @@ def test_a_failed_request_stops_the_run_but_keeps_the_answers_already_paid_for(
     path = tmp_path / "f.sleepvlm"
     rec = Recording.open(longer_night)
     try:
-        montage = _fresh_study(rec, path)
+        montage = study_montage(rec, path, "amy")
         with pytest.raises(RemoteServerError, match="cannot reach the AI server"):
             ScoringRun(rec, montage, path, pool, parallel=4).run()
         kept = sorted(_layer(path))
@@ -245,7 +236,7 @@ def test_a_failed_request_stops_the_run_but_keeps_the_answers_already_paid_for(
     assert n == 8
 
 
-def test_a_pool_sends_to_the_least_busy_server_and_names_one_model(server, pack_manifest):
+def test_a_pool_names_one_model_and_refuses_servers_of_different_models(server, pack_manifest):
     pool = RemotePool([_remote(server, pack_manifest), _remote(server + "/v1", pack_manifest)])
     assert pool.concurrent_requests and pool.model_id == f"remote:{ALIAS}"
     assert pool.label.endswith("and 1 more server")
@@ -337,7 +328,7 @@ def test_cancel_with_requests_in_flight_stores_them_and_resumes(server, pack_man
     counting = _CancelOnSecondRequest(_remote(server, pack_manifest), cancel)
     rec = Recording.open(longer_night)
     try:
-        montage = _fresh_study(rec, path)
+        montage = study_montage(rec, path, "amy")
         first = ScoringRun(rec, montage, path, counting, parallel=3).run(cancel_event=cancel)
         # every answer the server gave before and after Cancel was stored: none thrown away
         assert first.outcome == "cancelled" and 2 <= counting.answered < 8
@@ -353,7 +344,7 @@ def test_ctrl_c_keeps_the_answers_already_arrived(server, pack_manifest, longer_
     path = tmp_path / "i.sleepvlm"
     rec = Recording.open(longer_night)
     try:
-        montage = _fresh_study(rec, path)
+        montage = study_montage(rec, path, "amy")
 
         def progress(done, total, eta):
             if done == 2:

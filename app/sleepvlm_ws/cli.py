@@ -154,8 +154,6 @@ def cmd_synth(args) -> int:
 
 
 NO_DEFAULT_PACK = "no model pack given and no default pack installed"
-API_KEY_ENV = "SLEEPVLM_WS_API_KEY"
-MAX_PARALLEL = 256            # requests in flight (the GUI's limit too)
 
 
 def _default_pack() -> Path | None:
@@ -207,6 +205,7 @@ def _duration(seconds: float) -> str:
 
 def cmd_score(args) -> int:
     from .core.model_pack import verify_pack
+    from .core.remote import API_KEY_ENV
     from .core.recording import Recording
     from .core.runtime import LocalRuntime
     from .core.scoring_run import ScoringRun, study_montage
@@ -320,14 +319,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parallel(text: str) -> int:
-    value = _positive_int(text)
-    if value > MAX_PARALLEL:
-        raise argparse.ArgumentTypeError(f"at most {MAX_PARALLEL}, not {value}")
-    return value
+def _positive_int_at_most(maximum: int):
+    """An argparse type: a whole number from 1 to ``maximum``."""
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum}, not {value}")
+        return value
+    return parse
+
+
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # (core.remote imports scipy: main() has imported llama_cpp first where it matters)
+    from .core.remote import API_KEY_ENV, MAX_PARALLEL
+
     p = argparse.ArgumentParser(prog="sleepvlm-ws", description="SleepVLM Workstation")
     p.add_argument("--version", action="version", version=f"sleepvlm-ws {__version__}")
     p.add_argument("--scorer", default=default_scorer(), help="scorer name written into decisions")
@@ -395,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the pack gives the prompt and rules; an API key is read from ${API_KEY_ENV}")
     s.add_argument("--server-model", metavar="NAME",
                    help="the served model's name (default: the first the server lists)")
-    s.add_argument("--parallel", type=_parallel, default=1, metavar="N",
+    s.add_argument("--parallel", type=_positive_int_at_most(MAX_PARALLEL), default=1, metavar="N",
                    help="requests in flight at once with --server (match the server's slots)")
     s.add_argument("--no-grammar", action="store_true",
                    help="with --server: send no answer grammar (the server can then pick tokens "

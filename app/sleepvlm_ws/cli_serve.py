@@ -15,11 +15,11 @@ from .errors import InputError
 
 
 def cmd_serve(args) -> int:
-    from .cli import API_KEY_ENV, NO_DEFAULT_PACK, _default_pack
+    from .cli import NO_DEFAULT_PACK, _default_pack
     from .core.batch_engine import BatchEngine
     from .core.lab_server import LabServer
     from .core.model_pack import verify_pack
-    from .core.remote import _check_api_key
+    from .core.remote import API_KEY_ENV, _check_api_key
 
     pack = Path(args.model) if args.model else _default_pack()
     if pack is None:
@@ -62,18 +62,6 @@ def _interrupt(*_args) -> None:
     raise KeyboardInterrupt
 
 
-def _slots(text: str) -> int:
-    import argparse
-
-    from .cli import _positive_int
-    from .core.batch_engine import MAX_SLOTS
-
-    value = _positive_int(text)
-    if value > MAX_SLOTS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_SLOTS}, not {value}")
-    return value
-
-
 def _port(text: str) -> int:
     import argparse
 
@@ -87,7 +75,8 @@ def _port(text: str) -> int:
 
 
 def add_serve_command(sub) -> None:
-    from .cli import _positive_int
+    from .cli import _positive_int, _positive_int_at_most
+    from .core.batch_engine import MAX_SLOTS
 
     s = sub.add_parser("serve", help="serve a model pack to the lab (OpenAI-compatible, many "
                                       "requests decoded together)")
@@ -96,7 +85,7 @@ def add_serve_command(sub) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only; any other "
                         "needs an API key in $SLEEPVLM_WS_API_KEY)")
     s.add_argument("--port", type=_port, default=8080, help="default 8080; 0: any free port")
-    s.add_argument("--slots", type=_slots, default=8, metavar="N",
+    s.add_argument("--slots", type=_positive_int_at_most(MAX_SLOTS), default=8, metavar="N",
                    help="requests decoded together (score --parallel should match)")
     s.add_argument("--ctx-per-slot", type=_positive_int, metavar="TOKENS",
                    help="KV cells per request (default: the pack's context size)")

@@ -43,20 +43,21 @@ libmtmd ``mtmd_tokenize``, ``mtmd_encode_chunk``, ``mtmd_get_output_embd``,
 from __future__ import annotations
 
 import ctypes
-import hashlib
+import os
 import queue
 import sys
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelPackError
 from .model_pack import verify_pack
+from .mtmd_prompt import EmbeddingCache, Piece, encode_image, inline_image, tokenize_prompt
 
 MAX_SLOTS = 255                 # llama.cpp's LLAMA_MAX_SEQ is 256; sequence 0 holds the prefix
 IMAGE_CACHE_PER_SLOT = 4        # kept embeddings: enough for every slot's three images and more
@@ -94,20 +95,10 @@ MAX_GRAMMARS = 8                # distinct answer grammars whose parsed samplers
 
 
 @dataclass
-class _Chunk:
-    kind: str                    # "text" or "image"
-    tokens: list[int] = field(default_factory=list)   # text
-    ptr: object = None           # image: the libmtmd chunk (valid while its chunks live)
-    n_tokens: int = 0            # KV cells it fills
-    n_pos: int = 0               # positions it advances
-    key: bytes = b""             # image: SHA-256 of the PNG
-
-
-@dataclass
 class Prepared:
     """A tokenised request, ready for ``BatchEngine.submit``."""
 
-    chunks: list[_Chunk]
+    chunks: list[Piece]
     prompt_cells: int
     max_tokens: int
     grammar: str | None
@@ -154,7 +145,6 @@ class _Seq:
         self.pending: Pending | None = None
         self.next_chunk = 0
         self.n_past = 0
-        self.cells = 0
         self.tokens: list[int] = []
         self.last = -1
         self.guide = None
@@ -187,7 +177,6 @@ class BatchEngine:
         except ImportError as exc:
             raise ModelPackError(None, f"llama-cpp-python is not installed or broken ({exc})") from None
         self._lc = llama_cpp
-        import os
         threads = max(1, int(n_threads or os.cpu_count() or 1))
         try:
             self._handler = PromptKVChatHandler(str(self.manifest.mmproj_path), keep_prefix=False,
@@ -230,7 +219,7 @@ class BatchEngine:
                 configs[i].sampler = ctypes.cast(chain, ctypes.c_void_p)
             params.samplers = configs
             params.n_samplers = slots
-            self._configs = configs
+            self._configs = configs      # kept alive as long as the context
         self._ctx = llama_cpp.llama_init_from_model(self._llama.model, params)
         if not self._ctx:
             self._free_chains()
@@ -241,7 +230,7 @@ class BatchEngine:
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
 
         self._prefix: list[int] | None = None
-        self._embeddings: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._embeddings = EmbeddingCache(self._image_cache_size)
         self._guides: OrderedDict[str, list] = OrderedDict()   # grammar -> free samplers
         self._grammar_verdicts: OrderedDict[str, str | None] = OrderedDict()
         self._queue: queue.Queue[Pending | None] = queue.Queue()
@@ -272,7 +261,6 @@ class BatchEngine:
                                   "send requests without one (sleepvlm-ws score --no-grammar), "
                                   "or start it without --gpu-sampling")
             self._check_grammar(grammar)
-        mtmd = self._mtmd
         with self._prepare_lock:
             if self._closed:
                 raise EngineError(SHUTTING_DOWN, 503)
@@ -281,57 +269,20 @@ class BatchEngine:
             except Exception as exc:  # noqa: BLE001 - jinja, KeyError, TypeError on odd messages
                 raise EngineError(f"the messages cannot be read ({type(exc).__name__}: "
                                   f"{' '.join(str(exc).split())[:120]})") from None
-            images = [_inline_image(url) for url in urls]
-            bitmaps, chunks = [], mtmd.mtmd_input_chunks_init()
             try:
-                for image in images:
-                    buf = (ctypes.c_uint8 * len(image)).from_buffer(bytearray(image))
-                    bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._mctx, buf, len(image), False)
-                    if not bitmap:
-                        raise EngineError("an image could not be decoded (PNG or JPEG expected)")
-                    bitmaps.append(bitmap)
-                encoded = text.encode("utf-8")
-                itext = mtmd.mtmd_input_text()
-                itext.text, itext.text_len = encoded, len(encoded)
-                itext.add_special, itext.parse_special = True, True
-                array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-                rc = mtmd.mtmd_tokenize(self._mctx, chunks, ctypes.byref(itext), array, len(bitmaps))
-                if rc != 0:
-                    raise EngineError(f"the request could not be tokenised (libmtmd error {rc}; "
-                                      "does it hold as many image markers as images?)")
-                keys = iter(hashlib.sha256(image).digest() for image in images)
-                out: list[_Chunk] = []
-                for i in range(int(mtmd.mtmd_input_chunks_size(chunks))):
-                    c = mtmd.mtmd_input_chunks_get(chunks, i)
-                    kind = mtmd.mtmd_input_chunk_get_type(c)
-                    if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                        n = ctypes.c_size_t()
-                        ptr = mtmd.mtmd_input_chunk_get_tokens_text(c, ctypes.byref(n))
-                        toks = [int(ptr[j]) for j in range(n.value)] if ptr else []
-                        if toks:
-                            out.append(_Chunk("text", toks, n_tokens=len(toks), n_pos=len(toks)))
-                    elif kind == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                        chunk = _Chunk("image", ptr=c, key=next(keys, b""),
-                                       n_tokens=int(mtmd.mtmd_input_chunk_get_n_tokens(c)),
-                                       n_pos=int(mtmd.mtmd_input_chunk_get_n_pos(c)))
-                        if chunk.n_tokens > self.n_batch:
-                            raise EngineError(f"an image of {chunk.n_tokens} tokens exceeds the "
-                                              f"server's batch of {self.n_batch}")
-                        out.append(chunk)
-                    else:
-                        raise EngineError("only text and images are supported in a request")
-            except BaseException:
-                mtmd.mtmd_input_chunks_free(chunks)
-                raise
-            finally:
-                for bitmap in bitmaps:
-                    mtmd.mtmd_bitmap_free(bitmap)
+                images = [inline_image(url) for url in urls]
+                chunks, out = tokenize_prompt(self._mtmd, self._mctx, text, images)
+            except ValueError as exc:
+                raise EngineError(str(exc)) from None
+        big = max((c.n_tokens for c in out if c.kind == "image"), default=0)
         cells = sum(c.n_tokens for c in out)
         problem = ("the request is empty" if not out else
                    f"the request needs {cells} tokens but a slot holds {self.ctx_per_slot}"
-                   if cells >= self.ctx_per_slot else None)
+                   if cells >= self.ctx_per_slot else
+                   f"an image of {big} tokens exceeds the server's batch of {self.n_batch}"
+                   if big > self.n_batch else None)
         if problem:
-            mtmd.mtmd_input_chunks_free(chunks)
+            self._mtmd.mtmd_input_chunks_free(chunks)
             raise EngineError(problem)
         budget = max(1, min(int(max_tokens), self.ctx_per_slot - cells))
         return Prepared(out, cells, budget, grammar, chunks)
@@ -340,12 +291,9 @@ class BatchEngine:
         """A grammar llama.cpp cannot parse is refused here; it is parsed in a child process
         first (a bad grammar can crash llama.cpp), once per distinct grammar."""
         with self._prepare_lock:
-            if grammar in self._grammar_verdicts:
-                self._grammar_verdicts.move_to_end(grammar)
-                problem = self._grammar_verdicts[grammar]
-            else:
-                problem = None
-        if grammar not in self._grammar_verdicts:
+            known = grammar in self._grammar_verdicts
+            problem = self._grammar_verdicts.get(grammar)
+        if not known:
             from .grammar import validate_grammar_in_child
 
             ok, message = validate_grammar_in_child(grammar)
@@ -454,7 +402,7 @@ class BatchEngine:
 
     def _start(self, seq: _Seq, pending: Pending) -> bool:
         """Give ``seq`` to ``pending``; False (and the request answered) when it cannot start."""
-        seq.pending, seq.next_chunk, seq.n_past, seq.cells = pending, 0, 0, 0
+        seq.pending, seq.next_chunk, seq.n_past = pending, 0, 0
         seq.tokens, seq.last, seq.t0 = [], -1, time.perf_counter()
         grammar = pending.prepared.grammar
         seq.guide = None
@@ -500,7 +448,7 @@ class BatchEngine:
                     self._ensure_prefix(first.tokens)
                 if first.tokens == self._prefix:
                     lc.llama_memory_seq_cp(self._mem, 0, seq.seq_id, -1, -1)
-                    seq.n_past = seq.cells = len(first.tokens)
+                    seq.n_past = len(first.tokens)
                     seq.next_chunk = 1
                     self._stats["prefix_copies"] += 1
         todo = list(group)
@@ -532,33 +480,25 @@ class BatchEngine:
                 entries.append((seq.seq_id, tok, seq.n_past + i, last and i == len(tokens) - 1))
                 owners.append(seq if last and i == len(tokens) - 1 else None)
             seq.n_past += len(tokens)
-            seq.cells += len(tokens)
         for start in range(0, len(entries), self.n_batch):
             part, who = entries[start:start + self.n_batch], owners[start:start + self.n_batch]
             self._fill_tokens(part)
             self._decode()
             self._sample([(s, i) for i, s in enumerate(who) if s is not None])
 
-    def _embedding(self, chunk: _Chunk) -> np.ndarray:
-        cached = self._embeddings.get(chunk.key) if chunk.key else None
+    def _embedding(self, chunk: Piece) -> np.ndarray:
+        cached = self._embeddings.get(chunk.key)
         if cached is not None:
-            self._embeddings.move_to_end(chunk.key)
             self._stats["images_reused"] += 1
             return cached
         t0 = time.perf_counter()
-        mtmd = self._mtmd
-        if mtmd.mtmd_encode_chunk(self._mctx, chunk.ptr) != 0:
-            raise EngineError("the vision encoder failed")
-        pointer = mtmd.mtmd_get_output_embd(self._mctx)
-        if not pointer:
-            raise EngineError("the vision encoder returned no embeddings")
-        embd = np.ctypeslib.as_array(pointer, shape=(chunk.n_tokens * self.n_embd,)).copy()
+        try:
+            embd = encode_image(self._mtmd, self._mctx, chunk.ptr, chunk.n_tokens, self.n_embd)
+        except ValueError as exc:
+            raise EngineError(str(exc), 500) from None
         self._stats["encode_s"] += time.perf_counter() - t0
         self._stats["images_encoded"] += 1
-        if chunk.key and self._image_cache_size:
-            self._embeddings[chunk.key] = embd
-            while len(self._embeddings) > self._image_cache_size:
-                self._embeddings.popitem(last=False)
+        self._embeddings.put(chunk.key, embd)
         return embd
 
     def _prefill_images(self, seqs: list[_Seq]) -> None:
@@ -610,7 +550,6 @@ class BatchEngine:
                 logits[at + k - 1] = 1
                 outputs.append((seq, at + k - 1))        # the batch index, as for tokens
             seq.n_past += chunk.n_pos
-            seq.cells += k
             at += k
         n_seq_id = np.ones(n, dtype=np.int32)
         seq_ptrs = (ctypes.POINTER(ctypes.c_int32) * n)(
@@ -663,7 +602,6 @@ class BatchEngine:
         self._fill_tokens([(s.seq_id, s.last, s.n_past, True) for s in seqs])
         for s in seqs:
             s.n_past += 1
-            s.cells += 1
         self._decode()
         self._sample([(s, i) for i, s in enumerate(seqs)])
         self._stats["steps"] += 1
@@ -752,20 +690,3 @@ class BatchEngine:
         for seq in self._free:
             self._lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
 
-
-def _inline_image(url: object) -> bytes:
-    """The bytes of a ``data:image/...;base64,...`` URL; EngineError for anything else (the
-    server never fetches a URL or reads a file a request names)."""
-    import base64
-    import binascii
-
-    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
-        raise EngineError("images must be inline: data:image/...;base64,...")
-    try:
-        data = base64.b64decode(url.split(";base64,", 1)[1], validate=True)
-    except (binascii.Error, ValueError):
-        raise EngineError("an image's base64 is invalid") from None
-    if not data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
-        # (libmtmd would try the bytes as audio, then as video through ffprobe)
-        raise EngineError("an image could not be decoded (PNG or JPEG expected)")
-    return data

@@ -15,7 +15,8 @@ cache on every request that carries images, so that prompt is read again for eve
   is cleared and everything is evaluated, exactly as the stock handler does.
 - Image embeddings kept (``image_cache_size`` > 0). Each epoch image appears in three
   consecutive requests. The vision encoder's output for an image (``mtmd_encode_chunk`` then
-  ``mtmd_get_output_embd``, copied out) is kept in a small LRU keyed by the PNG's SHA-256 and
+  ``mtmd_get_output_embd``, copied out; ``core.mtmd_prompt``, shared with the lab server's
+  engine) is kept in a small LRU keyed by the PNG's SHA-256 and
   fed back through ``mtmd_helper_decode_image_chunk``, the very call the stock path
   (``mtmd_helper_eval_chunk_single``) makes after encoding. Positions (M-RoPE) are computed by
   that call from the current position, so a cached image may sit at another place in the
@@ -36,10 +37,8 @@ requests). Streaming is not supported.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +51,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter, MTMDChatHandler
 
 from .greedy_decode import GrammarGuide, greedy_decode
+from .mtmd_prompt import EmbeddingCache, Piece, encode_image, tokenize_prompt
 
 __all__ = ["PromptKVChatHandler", "RequestStats"]
 
@@ -83,7 +83,7 @@ class PromptKVChatHandler(MTMDChatHandler):
         self.keep_prefix = bool(keep_prefix)
         self.image_cache_size = max(0, int(image_cache_size))
         self._prefix: list[int] = []                    # tokens at positions 0..len-1 in seq 0
-        self._embeddings: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._embeddings = EmbeddingCache(self.image_cache_size)
         self._template = None
         self._guides: dict[str, GrammarGuide] = {}
         self._template_source: str | None = None
@@ -137,30 +137,21 @@ class PromptKVChatHandler(MTMDChatHandler):
 
     # ------------------------------------------------------------------ evaluation
 
-    def _image_embedding(self, chunk, key: bytes | None, n_tokens: int, n_embd: int) -> np.ndarray:
-        """The encoder output of an image chunk, from the cache or freshly encoded."""
-        if key is not None and key in self._embeddings:
-            self._embeddings.move_to_end(key)
+    def _image_embedding(self, piece: Piece, n_embd: int) -> np.ndarray:
+        """The encoder output of an image piece, from the cache or freshly encoded."""
+        embedding = self._embeddings.get(piece.key)
+        if embedding is not None:
             self.last_stats.images_reused += 1
-            return self._embeddings[key]
-        mtmd = self._mtmd_cpp
+            return embedding
         with suppress_stdout_stderr(disable=self.verbose):
-            rc = mtmd.mtmd_encode_chunk(self.mtmd_ctx, chunk)
-        if rc != 0:
-            raise ValueError(f"the vision encoder failed (error {rc})")
-        pointer = mtmd.mtmd_get_output_embd(self.mtmd_ctx)
-        if not pointer:
-            raise ValueError("the vision encoder returned no embeddings")
-        embedding = np.ctypeslib.as_array(pointer, shape=(n_tokens * n_embd,)).copy()
+            embedding = encode_image(self._mtmd_cpp, self.mtmd_ctx, piece.ptr, piece.n_tokens, n_embd)
         self.last_stats.images_encoded += 1
-        if key is not None and self.image_cache_size:
-            self._embeddings[key] = embedding
-            while len(self._embeddings) > self.image_cache_size:
-                self._embeddings.popitem(last=False)
+        self._embeddings.put(piece.key, embedding)
         return embedding
 
-    def _eval_image(self, llama, chunk, key: bytes | None) -> None:
+    def _eval_image(self, llama, piece: Piece) -> None:
         mtmd = self._mtmd_cpp
+        chunk = piece.ptr
         new_n_past = llama_cpp.llama_pos(0)
         if not self.image_cache_size:          # exactly the stock call
             with suppress_stdout_stderr(disable=self.verbose):
@@ -169,9 +160,8 @@ class PromptKVChatHandler(MTMDChatHandler):
                     llama_cpp.llama_seq_id(0), llama.n_batch, False, ctypes.byref(new_n_past))
             self.last_stats.images_encoded += 1
         else:
-            n_tokens = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
             n_embd = int(llama_cpp.llama_model_n_embd_inp(llama.model))
-            embedding = self._image_embedding(chunk, key, n_tokens, n_embd)
+            embedding = self._image_embedding(piece, n_embd)
             with suppress_stdout_stderr(disable=self.verbose):
                 rc = mtmd.mtmd_helper_decode_image_chunk(
                     self.mtmd_ctx, llama.ctx, chunk,
@@ -198,71 +188,33 @@ class PromptKVChatHandler(MTMDChatHandler):
     def evaluate_prompt(self, llama, text: str, images: list[bytes], max_new_tokens: int) -> None:
         """Tokenise ``text`` with ``images`` and evaluate it into the KV cache (seq 0)."""
         self._init_mtmd_context(llama)
-        mtmd = self._mtmd_cpp
         stats = self.last_stats = RequestStats()
         t0 = time.perf_counter()
-        keys = [hashlib.sha256(image).digest() for image in images]
-        bitmaps = []
-        chunks = None
+        with suppress_stdout_stderr(disable=self.verbose):
+            chunks, pieces = tokenize_prompt(self._mtmd_cpp, self.mtmd_ctx, text, images)
         try:
-            for image in images:
-                bitmaps.append(self._create_bitmap_from_bytes(image))
-            encoded = text.encode("utf-8")
-            input_text = mtmd.mtmd_input_text()
-            input_text.text = encoded
-            input_text.text_len = len(encoded)
-            input_text.add_special = True
-            input_text.parse_special = True
-            chunks = mtmd.mtmd_input_chunks_init()
-            if chunks is None:
-                raise ValueError("libmtmd could not allocate input chunks")
-            array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-            with suppress_stdout_stderr(disable=self.verbose):
-                rc = mtmd.mtmd_tokenize(self.mtmd_ctx, chunks, ctypes.byref(input_text), array,
-                                        len(bitmaps))
-            if rc != 0:
-                raise ValueError(f"libmtmd could not tokenise the request (error {rc})")
-            n_chunks = int(mtmd.mtmd_input_chunks_size(chunks))
-            stats.prompt_cells = int(mtmd.mtmd_helper_get_n_tokens(chunks))
+            stats.prompt_cells = sum(p.n_tokens for p in pieces)
             if stats.prompt_cells + max(1, int(max_new_tokens)) > llama.n_ctx():
                 raise ValueError(f"the request needs {stats.prompt_cells} + {max_new_tokens} tokens "
                                  f"but the context holds {llama.n_ctx()}")
-            kinds, pieces = [], []
-            for i in range(n_chunks):
-                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-                kind = mtmd.mtmd_input_chunk_get_type(chunk)
-                kinds.append(kind)
-                if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                    n = ctypes.c_size_t()
-                    ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                    pieces.append([int(ptr[j]) for j in range(n.value)] if ptr else [])
-                else:
-                    pieces.append(chunk)
-            n_images = sum(k != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT for k in kinds)
-            image_keys = iter(keys if n_images == len(keys) else [None] * n_images)
-            first_text = pieces[0] if kinds and kinds[0] == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT else []
+            first_text = pieces[0].tokens if pieces and pieces[0].kind == "text" else []
             kept = self._start(llama, first_text)
             stats.prefix_reused = kept
             self._prefix = []                        # invalid until the first chunk is in
-            for i, (kind, piece) in enumerate(zip(kinds, pieces)):
-                if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                    tokens = piece[kept:] if i == 0 else piece
+            for i, piece in enumerate(pieces):
+                if piece.kind == "text":
+                    tokens = piece.tokens[kept:] if i == 0 else piece.tokens
                     llama.eval(tokens)
                     stats.text_evaluated += len(tokens)
                     if i == 0 and self.keep_prefix:
-                        self._prefix = list(piece)
-                elif kind == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                    self._eval_image(llama, piece, next(image_keys))
+                        self._prefix = list(piece.tokens)
                 else:
-                    raise ValueError("only text and images are supported in a request")
+                    self._eval_image(llama, piece)
         except BaseException:
             self._prefix = []
             raise
         finally:
-            if chunks is not None:
-                mtmd.mtmd_input_chunks_free(chunks)
-            for bitmap in bitmaps:
-                mtmd.mtmd_bitmap_free(bitmap)
+            self._mtmd_cpp.mtmd_input_chunks_free(chunks)
         stats.prompt_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ the handler call

@@ -41,10 +41,13 @@ from .request import EDGE_FLAG, EpochImages, build_messages
 from .runtime import FAST_MAX_TOKENS, RATIONALE_MAX_TOKENS, SEED, TEMPERATURE, TOP_P, RuntimeAnswer
 
 DEFAULT_TIMEOUT_S = 300.0
+API_KEY_ENV = "SLEEPVLM_WS_API_KEY"   # where the CLI and the GUI read the servers' API key
+MAX_PARALLEL = 256                    # requests in flight at most (CLI --parallel, GUI setting)
 RESPONSE_FORMATS = (None, "json_object", "json_schema")
 _MAX_ERROR_CHARS = 200
 
-__all__ = ["RemoteRuntime", "RemotePool", "RemoteServerError", "DEFAULT_TIMEOUT_S",
+__all__ = ["RemoteRuntime", "RemotePool", "RemoteServerError", "DEFAULT_TIMEOUT_S", "API_KEY_ENV",
+           "MAX_PARALLEL",
            "check_server_url", "parse_server_urls"]
 
 
@@ -95,9 +98,7 @@ class RemoteRuntime:
     @classmethod
     def from_pack(cls, base_url: str, pack_dir: str | Path, **kwargs) -> "RemoteRuntime":
         """Prompt and rule vocabulary from a verified model pack (weights served elsewhere)."""
-        manifest = verify_pack(pack_dir)
-        return cls(base_url, system_prompt=manifest.system_prompt(),
-                   rule_ids=manifest.rule_vocabulary, **kwargs)
+        return cls(base_url, **_pack_prompt(pack_dir), **kwargs)
 
     # -- identity ------------------------------------------------------------------------
     @property
@@ -111,11 +112,12 @@ class RemoteRuntime:
             self._model_id = f"remote:{self.served_model()}"
         return self._model_id
 
-    def served_model(self) -> str:
-        """The model name requests carry: as given, else the first the server lists."""
+    def served_model(self, timeout: float | None = None) -> str:
+        """The model name requests carry: as given, else the first the server lists (asked
+        within ``timeout`` seconds, default the runtime's)."""
         with self._lock:
             if self.model is None:
-                reply = self._call("GET", "models", None)
+                reply = self._call("GET", "models", None, timeout)
                 try:
                     self.model = str(reply["data"][0]["id"])
                 except (KeyError, IndexError, TypeError):
@@ -197,7 +199,8 @@ class RemoteRuntime:
         self.close()
 
     # -- HTTP ---------------------------------------------------------------------------
-    def _call(self, method: str, endpoint: str, body: dict | None) -> dict:
+    def _call(self, method: str, endpoint: str, body: dict | None,
+              timeout: float | None = None) -> dict:
         url = f"{self.base_url}/v1/{endpoint}"
         headers = {"Accept": "application/json"}
         data = None
@@ -207,17 +210,18 @@ class RemoteRuntime:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        limit = timeout or self.timeout
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+            with urllib.request.urlopen(req, timeout=limit) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from None
         except (TimeoutError, socket.timeout):
-            raise self._error(f"no answer within {self.timeout:g} s") from None
+            raise self._error(f"no answer within {limit:g} s") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise self._error(f"no answer within {self.timeout:g} s") from None
+                raise self._error(f"no answer within {limit:g} s") from None
             why = getattr(reason, "strerror", None) or str(reason)
             raise self._error(f"cannot reach the AI server ({why})") from None
         except (ConnectionError, OSError) as exc:
@@ -269,10 +273,8 @@ class RemotePool:
 
     @classmethod
     def from_pack(cls, base_urls: Iterable[str], pack_dir: str | Path, **kwargs) -> "RemotePool":
-        manifest = verify_pack(pack_dir)
-        return cls(RemoteRuntime(url, system_prompt=manifest.system_prompt(),
-                                 rule_ids=manifest.rule_vocabulary, **kwargs)
-                   for url in base_urls)
+        prompt = _pack_prompt(pack_dir)
+        return cls(RemoteRuntime(url, **prompt, **kwargs) for url in base_urls)
 
     @property
     def label(self) -> str:
@@ -302,6 +304,12 @@ class RemotePool:
     def close(self) -> None:
         for runtime in self.runtimes:
             runtime.close()
+
+
+def _pack_prompt(pack_dir: str | Path) -> dict:
+    """``system_prompt`` and ``rule_ids`` of a verified model pack (its weights served elsewhere)."""
+    manifest = verify_pack(pack_dir)
+    return {"system_prompt": manifest.system_prompt(), "rule_ids": manifest.rule_vocabulary}
 
 
 def parse_server_urls(text: object) -> list[str]:
@@ -358,7 +366,7 @@ def _check_api_key(api_key: object) -> str | None:
     key = api_key.strip()
     if key and not all(33 <= ord(c) < 127 for c in key):
         raise RemoteServerError(None, "the API key holds a space, a control character or a "
-                                      "non-ASCII character (check $SLEEPVLM_WS_API_KEY)")
+                                      f"non-ASCII character (check ${API_KEY_ENV})")
     return key or None
 
 

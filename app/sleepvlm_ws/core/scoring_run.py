@@ -295,10 +295,10 @@ class _Pass:
             for epoch in todo[pass_name]:
                 if self.inflight and ((pause_event is not None and pause_event.is_set())
                                       or (cancel_event is not None and cancel_event.is_set())):
-                    self.drain(pass_name)
+                    self.drain()
                 paused = pause_event is not None and pause_event.is_set()
                 if _held(pause_event, cancel_event):
-                    self.drain(pass_name)
+                    self.drain()
                     summary.outcome = "cancelled"
                     return
                 if paused:
@@ -308,26 +308,26 @@ class _Pass:
                 if not has_signal:
                     self.no_signal.add(epoch)
                     summary.skipped_no_signal = len(self.no_signal)
-                    self.done(pass_name, epoch, None)
+                    self.done(epoch, None)
                     continue
                 request = self.images.request_images(epoch, self.n_epochs)
                 summary.images_rendered = self.images.renders
                 if self.pool is None:
-                    self.done(pass_name, epoch, self.run._ask(request, pass_name))
+                    self.done(epoch, self.run._ask(request, pass_name))
                     continue
                 self.inflight[self.pool.submit(self.run._ask, request, pass_name)] = epoch
                 if len(self.inflight) >= self.run.parallel:
                     finished, _ = wait(self.inflight, return_when=FIRST_COMPLETED)
-                    self.collect(pass_name, finished)
-            self.drain(pass_name)
+                    self.collect(finished)
+            self.drain()
         summary.outcome = "completed"
 
-    def drain(self, pass_name: str) -> None:
+    def drain(self) -> None:
         """Wait for every request in flight and store its answer."""
         if self.inflight:
-            self.collect(pass_name, list(self.inflight))
+            self.collect(list(self.inflight))
 
-    def collect(self, pass_name: str, futures) -> None:
+    def collect(self, futures) -> None:
         """Store the answers of ``futures`` (in epoch order); if any request failed, wait for
         the rest in flight, store their answers, then raise the first failure."""
         failure = None
@@ -338,10 +338,10 @@ class _Pass:
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
                 failure = failure or exc
                 continue
-            self.done(pass_name, epoch, answer)
+            self.done(epoch, answer)
         if failure is not None:
             try:
-                self.drain(pass_name)
+                self.drain()
             except Exception:  # noqa: BLE001 - the first failure is the one reported
                 pass
             raise failure
@@ -352,13 +352,13 @@ class _Pass:
                    and f.exception() is None]
         for future in sorted(arrived, key=lambda f: self.inflight[f]):
             try:
-                self.keep(self.current_pass, self.inflight.pop(future), future.result())
+                self.keep(self.inflight.pop(future), future.result())
             except Exception:  # noqa: BLE001 - the run is already failing; that error is shown
                 return
 
-    def keep(self, pass_name: str, epoch: int, answer) -> None:
-        """Store one answer in the study."""
-        summary = self.summary
+    def keep(self, epoch: int, answer) -> None:
+        """Store one answer of the current pass in the study."""
+        summary, pass_name = self.summary, self.current_pass
         summary.model_calls += 1
         if self.store.put(epoch, answer.answer, model_id=summary.model_id,
                           renderer_version=summary.renderer_version, pass_name=pass_name,
@@ -367,11 +367,12 @@ class _Pass:
             summary.stored[pass_name] += 1
             summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
 
-    def done(self, pass_name: str, epoch: int, answer) -> None:
-        """One epoch handled (``answer`` None: skipped, no signal): store, count, report."""
-        summary = self.summary
+    def done(self, epoch: int, answer) -> None:
+        """One epoch of the current pass handled (``answer`` None: skipped, no signal): store,
+        count, report."""
+        summary, pass_name = self.summary, self.current_pass
         if answer is not None:
-            self.keep(pass_name, epoch, answer)
+            self.keep(epoch, answer)
         now = time.monotonic()
         self.eta.add(pass_name, now - self.last_done)
         self.last_done = now

@@ -40,7 +40,6 @@ from ..errors import InputError
 from .settings_dialog import RATIONALE_TOKENS_DEFAULT, ModelSettings
 
 _WAKE_POLL_S = 0.1
-API_KEY_ENV = "SLEEPVLM_WS_API_KEY"     # as the CLI's ``score --server``
 SERVER_CHECK_TIMEOUT_S = 20.0           # loading: each server must list its models by then
 SERVER_TIMEOUT_S = 300.0                # one request (a long rationale on a busy server)
 
@@ -92,17 +91,13 @@ class _RationaleBudget:
 def _server_pool(urls: list[str], pack_dir: str, settings: ModelSettings):
     """(the lab servers as one runtime, its model id); each server must list its models within
     ``SERVER_CHECK_TIMEOUT_S`` (else a RemoteServerError, one line), all the same model."""
-    from ..core.remote import RemotePool
+    from ..core.remote import API_KEY_ENV, RemotePool
 
     pool = RemotePool.from_pack(urls, pack_dir, grammar=settings.server_grammar,
-                                api_key=os.environ.get(API_KEY_ENV) or None,
-                                timeout=SERVER_TIMEOUT_S)
+                                api_key=os.environ.get(API_KEY_ENV), timeout=SERVER_TIMEOUT_S)
     for server in pool.runtimes:
-        server.timeout = SERVER_CHECK_TIMEOUT_S
-        try:
-            server.served_model()    # GET /v1/models: reachable, key accepted, a model served
-        finally:
-            server.timeout = SERVER_TIMEOUT_S
+        # GET /v1/models: reachable, key accepted, a model served
+        server.served_model(timeout=SERVER_CHECK_TIMEOUT_S)
     return pool, pool.model_id       # InputError unless every server serves the same model
 
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout
                                QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
 from .. import paths
-from ..core.remote import parse_server_urls
+from ..core.remote import API_KEY_ENV, MAX_PARALLEL, parse_server_urls
 from ..errors import InputError
 
 SETTINGS_FILE = "model-settings.json"
@@ -29,7 +29,7 @@ MIN_CONTEXT = 512
 RATIONALE_TOKENS_DEFAULT = 1024      # as in SleepVLM's evaluation
 MIN_RATIONALE_TOKENS = 16
 SERVER_PARALLEL_DEFAULT = 8
-MAX_SERVER_PARALLEL = 256
+MAX_SERVER_PARALLEL = MAX_PARALLEL
 SERVER_PLACEHOLDER = "http://host:8080 — empty: run the model on this computer"
 
 
@@ -67,10 +67,7 @@ class ModelSettings:
             return max(low, min(high, number))
 
         context = clamp(self.context_size, 0, MAX_CONTEXT, 0)
-        try:
-            servers = ", ".join(parse_server_urls(self.server_urls))
-        except InputError:
-            servers = ""
+        servers = ", ".join(self.server_list())
         return replace(
             self,
             threads=clamp(self.threads, 1, MAX_THREADS, _cpu_count()),
@@ -164,7 +161,7 @@ class SettingsDialog(QDialog):
         self.server_urls.setToolTip("OpenAI-compatible servers running this pack's model "
                                     "(sleepvlm-ws serve, llama-server, vLLM), separated by commas "
                                     "or spaces; "
-                                    "an API key is read from $SLEEPVLM_WS_API_KEY")
+                                    f"an API key is read from ${API_KEY_ENV}")
         self.server_error = QLabel()
         self.server_error.setStyleSheet("color: #b00020;")
         self.server_error.setWordWrap(True)
