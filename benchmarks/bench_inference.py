@@ -7,7 +7,10 @@ full grammar), in these set-ups:
 - ``stock``: llama-cpp-python's own ``MTMDChatHandler`` and sampler chain (the reference);
 - ``no reuse``: ``LocalRuntime(keep_prompt_cache=False)``: everything evaluated per request;
 - ``prompt KV``: the system prompt's KV cells kept between requests;
-- ``prompt KV + images``: also the vision encoder's output kept (each image serves 3 requests).
+- ``prompt KV + images``: also the vision encoder's output kept (each image serves 3 requests);
+  this is the workstation's set-up, stage probabilities included (``core.stage_confidence``);
+- ``prompt KV + images, no confidence``: the same without the stage probabilities, so the two
+  rows give their cost per epoch (the answers are the same).
 
 The first request of each set-up (model warm-up, first prompt evaluation) is timed apart.
 Random test weights are right for speed only: their answers are longer or shorter than a
@@ -153,14 +156,23 @@ def run_setup(name: str, make, images, rationale_epochs, fast_tokens: int, ratio
     runner = make()
     load_s = time.perf_counter() - t0
 
+    probe = []      # (seconds, extra decodes) of the stage probabilities, per fast answer
+
     def call(img, rationale, n):
         t = time.perf_counter()
         out = runner.suggest(img, rationale=rationale, max_tokens=n)
         tokens = out if isinstance(out, int) else out.completion_tokens
         return time.perf_counter() - t, tokens
 
+    def fast_call(img):
+        result = call(img, False, fast_tokens)
+        stats = getattr(runner, "last_stats", None)
+        if getattr(runner, "confidence", False) and stats is not None:
+            probe.append((stats.stage_seconds, stats.stage_extra_decodes))
+        return result
+
     first_s, _ = call(images[0], False, fast_tokens)
-    fast = [call(img, False, fast_tokens) for img in images[1:]]
+    fast = [fast_call(img) for img in images[1:]]
     rationales = [call(images[e], True, rationale_tokens) for e in rationale_epochs]
     runner.close()
     fast_s = [s for s, _ in fast]
@@ -170,6 +182,9 @@ def run_setup(name: str, make, images, rationale_epochs, fast_tokens: int, ratio
         "fast_tokens": statistics.mean(t for _, t in fast),
         "rationale_s": statistics.median(s for s, _ in rationales) if rationales else None,
         "rationale_tokens": statistics.mean(t for _, t in rationales) if rationales else None,
+        "probe_s": statistics.median(s for s, _ in probe) if probe else None,
+        "probe_mean_s": statistics.mean(s for s, _ in probe) if probe else None,
+        "probe_decodes": statistics.mean(d for _, d in probe) if probe else None,
     }
 
 
@@ -197,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     rationale_epochs = [1 + (i * 3) % max(1, args.epochs - 1) for i in range(args.rationales)]
     common = dict(n_threads=args.n_threads, n_gpu_layers=args.n_gpu_layers)
 
-    def local(keep: bool, images_cached: bool):
+    def local(keep: bool, images_cached: bool, confidence: bool = True):
         return lambda: LocalRuntime(pack, keep_prompt_cache=keep, cache_image_embeddings=images_cached,
-                                    use_grammar=not args.no_grammar, **common)
+                                    use_grammar=not args.no_grammar, confidence=confidence, **common)
 
     probe = LocalRuntime(pack, **common)
     grammars = {False: probe.grammar_text(rationale=False), True: probe.grammar_text(rationale=True)}
@@ -214,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         "no-reuse": ("LocalRuntime, nothing kept", local(False, False)),
         "prompt-kv": ("LocalRuntime, system-prompt KV kept", local(True, False)),
         "prompt-kv+images": ("LocalRuntime, prompt KV + image embeddings", local(True, True)),
+        "no-confidence": ("LocalRuntime, KV + images, no confidence",
+                          local(True, True, confidence=False)),
     }
     rows = []
     for key in [s.strip() for s in args.setups.split(",") if s.strip()]:
@@ -243,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {name[:44]:<44} | {'-':>6} | {'-':>7} | {eps:13.2f} | {1 / eps:12.3f} | {'-':>11} "
           f"| {'-':>11} | {'-':>16} |")
     print(f"\n(published row: {name}; full rationales, many requests batched at once)")
+    for r in rows:
+        if r["probe_s"] is not None:
+            print(f"stage probabilities in '{r['name']}': median {1000 * r['probe_s']:.1f} ms, "
+                  f"mean {1000 * r['probe_mean_s']:.1f} ms per fast answer (inside its s/epoch), "
+                  f"{r['probe_decodes']:.1f} extra decode calls on average")
     return 0
 
 

@@ -74,6 +74,23 @@ def test_a_remote_answer_is_parsed_like_a_local_one(server, pack_manifest, night
     assert json.loads(got.raw) == json.loads(here.raw)
 
 
+def test_token_probabilities_are_asked_for_and_never_made_up(server, pack_manifest, night):
+    """llama-cpp-python's server (mtmd chat format) returns no logprobs: the answer has no
+    probability, and the request still asked for them (a server that gives them is read by
+    stage_confidence.distribution_from_logprobs, tested by hand in test_stage_confidence)."""
+    images = _images(night)
+    remote = _remote(server, pack_manifest)
+    body = remote.request_body(images, rationale=False)
+    assert body["logprobs"] is True and body["top_logprobs"] == 20
+    got = remote.suggest(images, rationale=False)
+    assert got.answer.stage in SLEEP_STAGES
+    assert got.confidence is None and got.stage_probability is None
+    assert got.stage_probabilities is None
+    assert remote.logprobs                  # not refused: it keeps asking
+    free = _remote(server, pack_manifest, grammar=False)
+    assert "logprobs" not in free.request_body(images, rationale=False)
+
+
 def test_edge_requests_are_flagged_and_the_schema_form_also_works(server, pack_manifest, night):
     images = _images(night, epoch=0)
     assert images.prev is None

@@ -64,8 +64,11 @@ def matplotlib_reference(traces: dict[str, np.ndarray | None]) -> np.ndarray:
     return image
 
 
-def whole_signal_conditioning(x: np.ndarray, fs: float, kind: str) -> np.ndarray:
-    """The training pipeline on a whole signal: butter(b, a) + filtfilt, notch, linear to 100 Hz."""
+def whole_signal_conditioning(x: np.ndarray, fs: float, kind: str, training_grid: bool = False) -> np.ndarray:
+    """The training pipeline on a whole signal: butter(b, a) + filtfilt, notch, linear to 100 Hz,
+    on an exact 1/100-s grid or (``training_grid``) on the training resampler's grid: the
+    whole signal's N samples become M = round(N x 100 / fs) spanning the same first and last
+    sample (a rate within 0.1 Hz of 100 Hz kept as it is)."""
     nyq = fs / 2
     low, high = (10.0, 100.0) if kind == "emg" else (0.3, 35.0)
     b, a = signal.butter(4, [max(low / nyq, 1e-3), min(high / nyq, 0.999)], btype="bandpass")
@@ -73,6 +76,11 @@ def whole_signal_conditioning(x: np.ndarray, fs: float, kind: str) -> np.ndarray
     if 50 < nyq:
         b, a = signal.iirnotch(50, 20, fs)
         y = signal.filtfilt(b, a, y)
+    if training_grid:
+        if abs(fs - 100) < 0.1:
+            return y
+        m = int(round(100 / fs * len(x)))
+        return np.interp(np.arange(m) * ((len(x) - 1) / (m - 1)), np.arange(len(x)), y)
     t_out = np.arange(int(len(x) / fs * 100)) / 100
     return np.interp(t_out, np.arange(len(x)) / fs, y)
 
@@ -184,7 +192,7 @@ def test_grid_matches_matplotlib_pixel_for_pixel():
 def test_output_is_448_by_224_rgb_bytes():
     image = render_epoch(make_window("spindles", 256.0))
     assert image.shape == (224, 448, 3) and image.dtype == np.uint8
-    assert RENDERER_VERSION == "svlm-render-1"
+    assert RENDERER_VERSION == "svlm-render-1"   # what the shipped default pack was trained on
     png = render_png(make_window("spindles", 256.0))
     decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -331,6 +339,43 @@ def test_windowed_conditioning_matches_whole_night_filtering(fs, kind):
         mine = condition_epoch(window)[role]
         reference = whole[epoch * EPOCH_SAMPLES:(epoch + 1) * EPOCH_SAMPLES]
         assert np.max(np.abs(mine - reference)) < 0.05, (epoch, np.max(np.abs(mine - reference)))
+
+
+@pytest.mark.parametrize("fs,kind", [(200.0, "eeg"), (256.0, "emg"), (50.0, "eog"), (100.0, "emg"),
+                                     (512.0, "eeg")])
+def test_training_resampling_grid_when_the_epoch_is_placed_in_the_night(fs, kind):
+    # training resampled the whole night on a grid stretched by (N - 1) / (M - 1): late in a
+    # night the samples sit up to one input sample away from j / 100 s
+    seconds = 600.0
+    signals = epoch_signals("muscle_artefact", fs, seconds, seed=13)
+    role = {"eeg": "C4-M1", "eog": "LOC", "emg": "CHIN"}[kind]
+    x = signals[role]
+    whole = whole_signal_conditioning(x, fs, kind, training_grid=True)
+    plain = whole_signal_conditioning(x, fs, kind)
+    for epoch in (0, 9, 19):
+        placed = EpochWindow.around({role: (x, fs)}, epoch)
+        span = epoch_window_span(epoch, seconds)
+        a, b = int(round(span.start_s * fs)), int(round(span.stop_s * fs))
+        assert placed.epoch_start_s == epoch * 30.0 and placed.recording_s == seconds
+        np.testing.assert_array_equal(placed.signals[role][0], x[a:b])
+        mine = condition_epoch(placed)[role]
+        reference = whole[epoch * EPOCH_SAMPLES:(epoch + 1) * EPOCH_SAMPLES]
+        # the chin at 100 Hz: its 0.999-Nyquist band edge rings longest (0.3 uV here, 0.15 px)
+        tolerance = 0.5 if kind == "emg" and fs <= 100 else 0.05
+        assert np.isfinite(mine).all()            # at 50 Hz too the last sample is the night's last
+        assert np.max(np.abs(mine - reference)) < tolerance, (epoch, np.max(np.abs(mine - reference)))
+        # without a place in the night: every 1/100 s from the epoch start, as before
+        unplaced = condition_epoch(EpochWindow(placed.signals, PAD_S, span.pad_before_s, span.pad_after_s))[role]
+        drawn = np.isfinite(unplaced)             # (at 50 Hz the night's last 10 ms lie past its last sample)
+        np.testing.assert_allclose(unplaced[drawn], plain[epoch * EPOCH_SAMPLES:(epoch + 1) * EPOCH_SAMPLES][drawn],
+                                   rtol=0, atol=tolerance)
+        if epoch == 19 and fs != 100.0:           # the last epoch: the grids are a sample apart
+            assert np.nanmax(np.abs(unplaced - reference)) > 1.0
+    # the pixels differ accordingly (a placed window is a different image, hence svlm-render-2)
+    late = EpochWindow.around({role: (x, fs)}, 19)
+    if fs != 100.0:
+        assert not np.array_equal(render_epoch(late), render_epoch(
+            EpochWindow(late.signals, PAD_S, late.pad_before_s, late.pad_after_s)))
 
 
 def test_short_context_at_recording_edges_is_located_exactly():

@@ -13,8 +13,9 @@ from sleepvlm_ws.core.evidence import EpochEvidence
 from sleepvlm_ws.core.montage import Derivation, Montage
 from sleepvlm_ws.core.render import RENDERER_VERSION
 from sleepvlm_ws.core.review_queue import (ANSWER_FLAGGED, BULK_ACCEPT, BULK_NOTE, CONTRADICTED,
-                                           DISAGREES, LOW_CONF, N1, NO_STAGE, TRANSITION,
-                                           accept_unflagged, build_queue, status_text)
+                                           DISAGREES, LOW_CONF, MODEL_LOW_CONFIDENCE, N1,
+                                           NO_STAGE, TRANSITION, accept_unflagged, build_queue,
+                                           status_text)
 from sleepvlm_ws.core.second_opinion import SecondOpinion, SecondOpinionResult
 from sleepvlm_ws.core.stages import SLEEP_STAGES, Stage
 from sleepvlm_ws.core.study import AI_ACCEPTED, Study
@@ -183,3 +184,75 @@ def test_bulk_accept_is_all_or_nothing(study):
     assert len(study.audit_events()) == before
     assert study.stages() == [Stage.UNSCORED] * N
     assert study.verify().ok
+
+
+# ------------------------------------------------------------- the model's own confidence
+def _dist(stage: str, p: float) -> dict:
+    rest = (1.0 - p) / 4
+    return {s.value: (p if s.value == stage else rest) for s in SLEEP_STAGES}
+
+
+# epoch -> (stage, the model's probability for it; None: not stored); every answer cites
+# nothing and the stages form runs, so only the probability and stage changes flag
+CONFIDENT = {0: ("W", 0.99), 1: ("W", 0.45), 2: ("W", 0.97), 3: ("N2", 0.30), 4: ("N2", 0.95),
+             5: ("N2", 0.55), 6: ("N2", None), 7: ("N2", 0.49), 8: ("N2", 0.98), 9: ("N2", 0.96)}
+
+
+@pytest.fixture
+def confident_study(tmp_path):
+    s = Study.create(tmp_path / "c.sleepvlm", recording_path="night.edf", n_epochs=N,
+                     montage=Montage(), scorer="amy")
+    store = SuggestionStore(s)
+    for epoch, (stage, p) in CONFIDENT.items():
+        store.put(epoch, parse_answer(format_answer(stage, [])), model_id=MODEL,
+                  renderer_version=RENDERER_VERSION, pass_name=FAST,
+                  stage_probabilities=None if p is None else _dist(stage, p))
+    store.put(10, parse_answer("no idea"), model_id=MODEL, renderer_version=RENDERER_VERSION,
+              pass_name=FAST)
+    yield s
+    s.close()
+
+
+def test_a_low_model_probability_flags_the_epoch_with_its_figure(confident_study):
+    q = build_queue(N, SuggestionStore(confident_study).all_for(MODEL, RENDERER_VERSION))
+    codes = {e: [r.code for r in q.item(e).reasons] for e in q.flagged}
+    assert codes == {1: [LOW_CONF], 2: [TRANSITION], 3: [LOW_CONF, TRANSITION], 5: [LOW_CONF],
+                     7: [LOW_CONF], 10: [NO_STAGE]}
+    assert q.item(1).describe() == "model unsure (45% W)"
+    assert q.criteria["model_low_confidence_below"] == MODEL_LOW_CONFIDENCE == 0.9
+    assert 4 not in q.flagged and 6 not in q.flagged           # 95 %; unknown is never "unsure"
+    # a laxer threshold lets 55 % through
+    lax = build_queue(N, q.suggestions, model_low_confidence=0.5)
+    assert 5 not in lax.flagged and 1 in lax.flagged
+    # both unsure: one reason naming both
+    opinion = {7: _opinion(7, Stage.N2, 0.4)}
+    both = build_queue(N, q.suggestions, second_opinions=opinion)
+    assert [r.code for r in both.item(7).reasons] == [LOW_CONF]
+    assert both.item(7).describe() == "model unsure (49% N2); second opinion unsure (40%)"
+
+
+def test_worst_first_order_while_next_flagged_stays_in_time(confident_study):
+    q = build_queue(N, SuggestionStore(confident_study).all_for(MODEL, RENDERER_VERSION))
+    assert q.flagged == [1, 2, 3, 5, 7, 10]
+    # the least confident first (no stage counts as 0)
+    assert [it.epoch for it in q.least_confident()] == [10, 3, 1, 7, 5, 2]
+    assert [q.confidence(e) for e in (10, 3, 6, 11)] == [0.0, 0.3, None, None]
+    stages = confident_study.stages()
+    assert q.next_least_confident(stages) == 10
+    confident_study.score(10, Stage.N2, scorer="amy")
+    confident_study.score(3, Stage.N2, scorer="amy")
+    assert q.next_least_confident(confident_study.stages()) == 1
+    # F / ] keep walking the night in time
+    assert q.next_after(0) == 1 and q.next_after(1) == 2 and q.next_after(3) == 5
+    assert q.previous_before(7) == 5
+    for e in q.flagged:
+        confident_study.score(e, Stage.N2, scorer="amy")
+    assert q.next_least_confident(confident_study.stages()) is None
+
+
+def test_suggestions_without_probabilities_come_last_in_worst_first_order(study):
+    # the hand-built study above stores none: worst first is then priority order
+    q = _queue(study)
+    assert [it.epoch for it in q.least_confident()][0] == 8          # no stage: 0
+    assert [it.epoch for it in q.least_confident()][1:] == [it.epoch for it in q.by_priority()
+                                                            if it.epoch != 8]

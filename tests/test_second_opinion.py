@@ -189,10 +189,11 @@ def test_a_version_2_study_gains_the_second_opinions_table(tmp_path, monkeypatch
     assert "second_opinions" not in _tables(path) and "suggestions" in _tables(path)
     assert audit.verify(path).ok
     with Study.open(path) as s:
-        assert s.meta["schema_version"] == 3
+        assert s.meta["schema_version"] == study_schema.SCHEMA_VERSION
         assert s.stage(3) is Stage.N2
         migrated = [e.payload for e in s.audit_events() if e.kind == audit.SCHEMA_MIGRATED]
-        assert migrated == [{"from": 2, "to": 3}]
+        assert migrated == [{"from": v, "to": v + 1}
+                            for v in range(2, study_schema.SCHEMA_VERSION)]
         assert second_opinion.load(s) == {}
         assert s.verify().ok
     assert "second_opinions" in _tables(path)
@@ -225,4 +226,4 @@ def test_a_failed_migration_to_version_3_leaves_the_study_as_it_was(tmp_path, mo
     assert audit.verify(path).ok
     monkeypatch.undo()
     with Study.open(path) as s:
-        assert s.meta["schema_version"] == 3 and s.verify().ok
+        assert s.meta["schema_version"] == study_schema.SCHEMA_VERSION and s.verify().ok

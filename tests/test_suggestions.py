@@ -272,3 +272,138 @@ def test_override_needs_a_note_and_is_audited(tmp_path):
         s.undo(scorer="amy")
         assert s.stage(1) is Stage.UNSCORED
     assert audit.verify(path).ok
+
+
+# ------------------------------------------------------------- the model's confidence (v4)
+PROBS = {Stage.W: 0.05, Stage.N1: 0.1, Stage.N2: 0.8, Stage.N3: 0.05, Stage.R: 0.0}
+
+
+def test_the_stage_probabilities_are_stored_and_read_back(tmp_path):
+    path = tmp_path / "s.sleepvlm"
+    with _new_study(path) as s:
+        store = SuggestionStore(s)
+        store.put(1, _answer("N2"), model_id=MODEL, renderer_version=RV, pass_name=FAST,
+                  stage_probabilities=PROBS)
+        store.put(1, _answer("N3", ["N3.1"], "Slow waves."), model_id=MODEL, renderer_version=RV,
+                  pass_name=RATIONALE,
+                  stage_probabilities={"W": 0, "N1": 0, "N2": 0.4, "N3": 0.6, "R": 0})
+        store.put(2, _answer("N2"), model_id=MODEL, renderer_version=RV, pass_name=FAST)
+        # no stage, no probability (whatever was handed in)
+        store.put(3, parse_answer("no idea"), model_id=MODEL, renderer_version=RV, pass_name=FAST,
+                  stage_probabilities=PROBS)
+        with pytest.raises(ValueError, match="summing to 1"):
+            store.put(4, _answer("N2"), model_id=MODEL, renderer_version=RV, pass_name=FAST,
+                      stage_probabilities={"W": 0.5, "N2": 0.7})
+    with Study.open(path) as s:                          # a fresh connection: read from disk
+        store = SuggestionStore(s)
+        one = store.get(1, MODEL, RV)                    # merged: the fast pass's probability
+        assert one.stage is Stage.N2 and one.stage_probability == 0.8
+        assert one.stage_probabilities == PROBS and one.rationale == "Slow waves."
+        slow = store.get_pass(1, MODEL, RV, RATIONALE)
+        assert slow.stage_probability == 0.6 and slow.stage_probabilities[Stage.N3] == 0.6
+        assert store.get(2, MODEL, RV).stage_probability is None
+        assert store.get(2, MODEL, RV).stage_probabilities is None
+        assert store.get(3, MODEL, RV).stage_probability is None
+        assert store.missing_epochs(MODEL, RV, FAST) == [0, 4, 5]
+        # accepting it records the probability the technologist saw; without one, as before v4
+        accept(s, 1, one, "amy")
+        assert s.audit_events()[-1].payload["suggestion"]["stage_probability"] == 0.8
+        accept(s, 2, store.get(2, MODEL, RV), "amy")
+        assert "stage_probability" not in s.audit_events()[-1].payload["suggestion"]
+        assert s.verify().ok
+    conn = sqlite3.connect(path)
+    try:                                                 # the columns are checked
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO suggestions(model_id, renderer_version, epoch, pass, "
+                         "stage_text, stage, rules, flags, repaired, raw, created, "
+                         "stage_probability) VALUES ('m', 'r', 0, 'fast', 'W', 'W', '[]', '[]', "
+                         "'null', '', '', 1.5)")
+    finally:
+        conn.close()
+
+
+def _write_v3_study(path, monkeypatch) -> list:
+    """A study as the version-3 workstation wrote it: a suggestion, an accepted one, a decision."""
+    with monkeypatch.context() as m:
+        m.setattr(study_module, "SCHEMA_VERSION", 3)
+        m.setattr(study_module, "create_schema", lambda conn: study_schema.create_schema(conn, 3))
+        s = _new_study(path)
+        conn = s._live()
+        for epoch, stage in ((1, "N2"), (2, "W")):      # the v3 columns only
+            conn.execute(
+                "INSERT INTO suggestions(model_id, renderer_version, epoch, pass, stage_text, "
+                "stage, rules, rationale, flags, repaired, raw, prompt_tokens, "
+                "completion_tokens, seconds, created) VALUES (?, ?, ?, 'fast', ?, ?, '[]', NULL, "
+                "'[]', '[]', '', NULL, NULL, NULL, '2026-01-01T00:00:00.000000Z')",
+                (MODEL, RV, epoch, stage, stage))
+        s.score(3, Stage.N1, scorer="amy")
+        events = s.audit_events()
+        s.close()
+    return events
+
+
+def test_a_version_3_study_gains_the_probability_columns_and_old_rows_read_none(tmp_path,
+                                                                               monkeypatch):
+    path = tmp_path / "v3.sleepvlm"
+    before = _write_v3_study(path, monkeypatch)
+    assert audit.verify(path).ok
+    with Study.open(path) as s:
+        assert s.meta["schema_version"] == study_schema.SCHEMA_VERSION == 4
+        events = s.audit_events()
+        assert events[:len(before)] == before            # nothing old re-hashed or rewritten
+        assert [e.payload for e in events[len(before):]] == [{"from": 3, "to": 4}]
+        store = SuggestionStore(s)
+        old = store.get(1, MODEL, RV)
+        assert old.stage is Stage.N2 and old.stage_probability is None
+        assert old.stage_probabilities is None
+        accept(s, 1, old, "amy")                         # reads as a v3 reference did
+        assert set(s.audit_events()[-1].payload["suggestion"]) == {
+            "model_id", "renderer_version", "pass", "suggested_stage", "stage_text", "rules",
+            "suggestion_id"}
+        store.put(4, _answer("N2"), model_id=MODEL, renderer_version=RV, pass_name=FAST,
+                  stage_probabilities=PROBS)
+        assert store.get(4, MODEL, RV).stage_probability == 0.8
+        assert s.verify().ok
+    assert audit.verify(path).ok
+    fresh = tmp_path / "new.sleepvlm"
+    _new_study(fresh).close()
+    assert _schema_sql(path) == _schema_sql(fresh) != []
+
+
+def test_a_real_scoring_run_stores_the_runtime_s_probabilities(tmp_path):
+    """The default pack through ScoringRun into a study on disk, read back, equal to what the
+    runtime says for the same request."""
+    pytest.importorskip("llama_cpp")
+    from pathlib import Path
+
+    from sleepvlm_ws.core.recording import Recording
+    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.core.scoring_run import EpochImageCache, ScoringRun, study_montage
+    from sleepvlm_ws.core.synth import generate_night, write_night_edf
+
+    edf = write_night_edf(generate_night(seed=31, fs=128.0,
+                                         stages=[Stage.W, Stage.N1, Stage.N2, Stage.N2]),
+                          tmp_path / "n.edf")
+    pack = Path(__file__).resolve().parents[1] / "models" / "default"
+    rec = Recording.open(edf)
+    try:
+        with LocalRuntime(pack, n_threads=1) as rt:
+            study_path = tmp_path / "n.sleepvlm"
+            montage = study_montage(rec, study_path, "amy")
+            summary = ScoringRun(rec, montage, study_path, rt).run()
+            assert summary.outcome == "completed" and summary.stored[FAST] == 4
+            direct = rt.suggest(EpochImageCache(rec, montage).request_images(2, rec.n_epochs),
+                                rationale=False)
+            model_id = rt.model_id
+    finally:
+        rec.close()
+    with Study.open(study_path) as s:
+        layer = SuggestionStore(s).all_for(model_id, RV)
+        assert sorted(layer) == [0, 1, 2, 3]
+        for x in layer.values():
+            assert x.stage is not None and x.stage_probability is not None
+            assert sum(x.stage_probabilities.values()) == pytest.approx(1.0)
+            assert x.stage_probability == x.stage_probabilities[x.stage]
+        assert layer[2].stage is direct.answer.stage
+        assert layer[2].stage_probability == pytest.approx(direct.stage_probability, abs=1e-12)
+        assert s.verify().ok

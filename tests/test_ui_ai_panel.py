@@ -243,6 +243,39 @@ def test_a_corrupted_pack_is_one_line_and_manual_scoring_goes_on(qtbot, night, t
 
 
 # ------------------------------------------------------------------ the panel on its own
+def test_panel_shows_the_model_s_probability_beside_the_stage(qtbot, tmp_path):
+    study = Study.create(tmp_path / "p.sleepvlm", recording_path=tmp_path / "x.edf", n_epochs=3,
+                         montage=auto_montage(["F4", "M1"]), scorer="amy")
+    store = SuggestionStore(study)
+    probs = {"W": 0.01, "N1": 0.1, "N2": 0.87, "N3": 0.02, "R": 0.0}
+    store.put(0, parse_answer('{"applicable_rules": ["N2.1"], "sleep_stage": "N2"}'),
+              model_id="m1", renderer_version=RENDERER_VERSION, pass_name=FAST,
+              stage_probabilities=probs)
+    store.put(1, parse_answer('{"applicable_rules": ["R.1"], "sleep_stage": "R"}'),
+              model_id="m1", renderer_version=RENDERER_VERSION, pass_name=FAST)
+    study.close()
+    with Study.open(tmp_path / "p.sleepvlm") as reopened:      # read back from the file
+        store = SuggestionStore(reopened)
+        known, unknown = store.get(0, "m1", RENDERER_VERSION), store.get(1, "m1", RENDERER_VERSION)
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_model("SleepVLM", "m1")
+    panel.show_suggestion(known, load_rules())
+    assert panel.stage_label.text() == "N2" and panel.confidence_label.text() == "\u00b7 87 %"
+    assert panel.confidence_label.isVisible()
+    assert panel.text() == "Suggested N2 \u00b7 87 % \u00b7 N2.1"
+    tip = panel.confidence_label.toolTip().splitlines()
+    assert tip[1:6] == ["W: 1 %", "N1: 10 %", "N2: 87 %  \u25c0 suggested", "N3: 2 %", "REM: 0 %"]
+    assert panel.stage_label.toolTip() == panel.confidence_label.toolTip()
+    panel.show_suggestion(unknown, load_rules())
+    assert panel.stage_label.text() == "REM" and panel.confidence_label.text() == "\u00b7 \u2014"
+    assert "unknown" in panel.confidence_label.toolTip()
+    assert panel.text() == "Suggested REM \u00b7 R.1"
+    panel.show_suggestion(None, load_rules())
+    assert not panel.confidence_label.isVisible()
+
+
 def test_panel_shows_rules_flags_and_rationale_as_plain_text(qtbot, tmp_path):
     study = Study.create(tmp_path / "s.sleepvlm", recording_path=tmp_path / "x.edf", n_epochs=4,
                          montage=auto_montage(["F4", "M1"]), scorer="amy")

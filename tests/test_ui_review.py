@@ -93,6 +93,45 @@ def test_flagged_keys_counts_and_hypnogram_marks(qtbot, night):
     assert window.review.last_message == "No more flagged epochs after this one"
 
 
+def test_l_goes_to_the_least_confident_unreviewed_flag_f_stays_in_time(qtbot, tmp_path):
+    """Worst first with L (the model's stored probability, lowest first, reviewed ones skipped);
+    F still walks forward in time."""
+    stages = [Stage.W] * 3 + [Stage.N2] * 7
+    path = write_night_edf(generate_night(seed=6, fs=128.0, stages=stages), tmp_path / "c.edf")
+    session = ScoringSession.open(path, scorer="alice")
+    store = SuggestionStore(session.study)
+    confidence = {1: 0.45, 4: 0.30, 7: 0.40}              # below 0.9: flagged
+    for epoch, stage in enumerate(stages):
+        p = confidence.get(epoch, 0.97)
+        dist = {s.value: (p if s is stage else (1 - p) / 4)
+                for s in (Stage.W, Stage.N1, Stage.N2, Stage.N3, Stage.R)}
+        store.put(epoch, parse_answer(format_answer(stage.value, [])), model_id=MODEL,
+                  renderer_version=RENDERER_VERSION, pass_name=FAST, stage_probabilities=dist)
+    session.close()
+    window = open_window(qtbot, path)
+    queue = window.review.queue
+    assert queue.flagged == [1, 2, 3, 4, 7]                  # 2, 3: the W -> N2 change
+    assert [it.epoch for it in queue.least_confident()] == [4, 7, 1, 2, 3]
+    window.go_to(0)
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    assert window.session.epoch == 4
+    assert "model 30 %" in window.review.last_message
+    assert "model unsure (30% N2)" in window.review.last_message
+    qtbot.keyClick(window, Qt.Key.Key_F)                     # forward in time from 4
+    assert window.session.epoch == 7
+    qtbot.keyClick(window, Qt.Key.Key_2)                     # reviewed: L skips it now
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    assert window.session.epoch == 4
+    qtbot.keyClick(window, Qt.Key.Key_2)
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    assert window.session.epoch == 1
+    for epoch in (1, 2, 3):
+        window.go_to(epoch)
+        qtbot.keyClick(window, Qt.Key.Key_W)
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    assert window.review.last_message == "Every flagged epoch is reviewed"
+
+
 def test_second_opinion_runs_in_its_thread_and_flags_disagreement(qtbot, night):
     window = open_window(qtbot, night)
     deep = [e for e, s in enumerate(STAGES) if s is Stage.N3]

@@ -1,4 +1,8 @@
-"""``sleepvlm-ws evaluate RECORDING|FOLDER --reference HYPNOGRAM [--model PACK] [--json]``."""
+"""``sleepvlm-ws evaluate RECORDING|FOLDER --reference HYPNOGRAM [--model PACK] [--json]``.
+
+RECORDING may be a DREAMS excerpt (``excerptN.txt``, core/dreams.py; ``--rate HZ`` for a file
+the rate table does not list) with its ``Hypnogram_excerptN.txt``; a FOLDER pairs them by name.
+DREAMS inputs are read and checked before the model is loaded, so bad input fails fast."""
 
 from __future__ import annotations
 
@@ -11,9 +15,12 @@ from .errors import InputError
 
 def cmd_evaluate(args) -> int:
     from .cli import NO_DEFAULT_PACK, _default_pack, _Progress
-    from .core.evaluate import evaluate_recording, find_scored_studies, format_result, format_table, pooled
+    from .core import dreams
+    from .core.evaluate import (evaluate_recording, find_scored_studies, format_pooled, format_result,
+                                is_dreams_recording, pooled, read_reference)
     from .core.model_pack import verify_pack
     from .core.runtime import LocalRuntime
+    from .core.stages import epoch_count
 
     target = Path(args.recording)
     if target.is_dir():
@@ -22,14 +29,23 @@ def cmd_evaluate(args) -> int:
                                      "leave out --reference")
         pairs = find_scored_studies(target)
         if not pairs:
-            raise InputError(target, "no recording with a hypnogram next to it (Sleep-EDF, MASS "
-                                     "or X.edf + X.tsv/.csv/.xml/.json naming)")
+            raise InputError(target, "no recording with a hypnogram next to it (Sleep-EDF, MASS, "
+                                     "X.edf + X.tsv/.csv/.xml/.json, or DREAMS excerptN.txt + "
+                                     "Hypnogram_excerptN.txt naming)")
     else:
         if not args.reference:
             raise InputError(target, "--reference HYPNOGRAM is needed for a single recording")
         if not target.is_file():
             raise InputError(target, "no such recording")
         pairs = [(target, Path(args.reference))]
+    # --rate is for the DREAMS text files the rate table does not list (in a folder, the listed
+    # ones keep their own rate); they are all read and checked before the model loads
+    rates = {rec: args.rate if not target.is_dir() or dreams.known_rate(rec) is None else None
+             for rec, _ in pairs}
+    for recording, reference in pairs:
+        if is_dreams_recording(recording):
+            signal = dreams.read_signal(recording, rates[recording])
+            read_reference(reference, epoch_count(signal.duration_s))
     pack = Path(args.model) if args.model else _default_pack()
     if pack is None:
         raise InputError(None, NO_DEFAULT_PACK)
@@ -42,7 +58,8 @@ def cmd_evaluate(args) -> int:
             try:
                 result = evaluate_recording(recording, reference, runtime,
                                             study_path=args.study if len(pairs) == 1 else None,
-                                            with_yasa=not args.no_yasa, progress=bar)
+                                            with_yasa=not args.no_yasa, progress=bar,
+                                            rate=rates[recording])
             finally:
                 bar.close()
             results.append(result)
@@ -59,9 +76,7 @@ def cmd_evaluate(args) -> int:
         json.dump(doc, sys.stdout, indent=1)
         print()
     elif len(results) > 1:
-        p = pooled(results)
-        print(f"all {len(results)} recordings together:")
-        print("\n".join(format_table(p["model_agreement"], p["yasa_agreement"])))
+        print("\n".join(format_pooled(results)))
     return 0
 
 
@@ -71,8 +86,13 @@ def add_evaluate_command(sub) -> None:
     s = sub.add_parser("evaluate", help="score a recording (or a folder of scored recordings) with a "
                                         "model pack and compare with the reference hypnogram, "
                                         "side by side with YASA")
-    s.add_argument("recording", help="EDF/BDF recording, or a folder of recordings with hypnograms")
-    s.add_argument("--reference", help="the reference hypnogram (TSV, CSV, XML, JSON, EDF+ annotations)")
+    s.add_argument("recording", help="EDF/BDF recording or DREAMS excerpt (excerptN.txt), or a folder "
+                                     "of recordings with hypnograms")
+    s.add_argument("--reference", help="the reference hypnogram (TSV, CSV, XML, JSON, EDF+ annotations, "
+                                       "DREAMS Hypnogram_excerptN.txt)")
+    s.add_argument("--rate", type=float, metavar="HZ",
+                   help="sampling rate of a DREAMS text file its rate table does not list "
+                        "(excerpt1-4 are known)")
     s.add_argument("--model", help="model pack folder (default: the installed default pack)")
     s.add_argument("--study", help="study file for the model's answers (default: one per recording "
                                    "in the user data folder, so a rerun resumes)")

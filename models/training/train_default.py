@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT / "app"), str(HERE)]
 
-from recipe.data import build_all, real_pairs, synthetic_specs  # noqa: E402
+from recipe.data import build_all, randomised_specs, real_pairs, synthetic_specs  # noqa: E402
 from recipe.sizes import SIZES  # noqa: E402
 
 PROMPT_FILE = HERE / "default-system-prompt.txt"
@@ -40,6 +40,7 @@ VAL_FRACTION = 0.1
 
 def _config(args) -> dict:
     return {"seed": args.seed, "nights": args.nights, "night_hours": args.night_hours, "sizes": args.sizes,
+            "recipe": args.recipe,
             "real_data": str(args.real_data) if args.real_data else None,
             "vocab_size": SIZES[args.sizes].vocab_size}
 
@@ -57,7 +58,12 @@ def step_data(args, work: Path) -> dict:
     else:
         work.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(json.dumps(cfg, indent=1), encoding="utf-8")
-    specs = real_pairs(args.real_data) if args.real_data else synthetic_specs(args.nights, args.seed, hours=args.night_hours)
+    if args.real_data:
+        specs = real_pairs(args.real_data)
+    elif args.recipe == "v1":
+        specs = synthetic_specs(args.nights, args.seed, hours=args.night_hours)
+    else:
+        specs = randomised_specs(args.nights, args.seed, hours=args.night_hours)
     if not specs:
         raise SystemExit(f"{args.real_data}: no EDF + hypnogram pairs found")
     t0 = time.time()
@@ -140,6 +146,11 @@ def step_export(args, work: Path) -> Path:
 
 def step_pack(args, work: Path) -> None:
     from sleepvlm_ws.core.convert import convert_checkpoint
+    from sleepvlm_ws.core.render import AUTHORS_RENDERER_VERSION, RENDERER_VERSION
+
+    # v2 renders the authors' pixels (recipe/data.py places every window in its night)
+    recipe = json.loads((work / "config.json").read_text(encoding="utf-8")).get("recipe", "v1")
+    renderer = AUTHORS_RENDERER_VERSION if recipe == "v2" else RENDERER_VERSION
 
     for quant, out in (("Q4_K_M", args.pack_out), ("F16", work / "pack-f16")):
         if (Path(out) / "manifest.json").is_file():
@@ -147,7 +158,7 @@ def step_pack(args, work: Path) -> None:
         convert_checkpoint(work / "hf", out, name=args.pack_name, version=args.pack_version,
                            quant=quant, prompt_file=PROMPT_FILE, context_size=2048,
                            licence="Apache-2.0 (trained by the SleepVLM Workstation project on synthetic data)",
-                           progress=print)
+                           progress=print, renderer_version=renderer)
 
 
 def main() -> int:
@@ -158,6 +169,9 @@ def main() -> int:
     ap.add_argument("--night-hours", type=float, default=None,
                     help="length of every synthetic night (default: 6.5-8.5 h, drawn per subject)")
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--recipe", choices=("v1", "v2"), default="v2",
+                    help="v1: the generator's own hardware, 12%% one-EEG nights (the shipped v1 pack); "
+                         "v2: every night through a random recording chain, 35%% one-EEG (default)")
     ap.add_argument("--sizes", default="default", choices=sorted(SIZES))
     ap.add_argument("--real-data", type=Path, help="directory of scored EDF studies instead of synthetic nights")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))

@@ -217,8 +217,12 @@ def convert_checkpoint(hf_dir: str | Path, out_dir: str | Path, *, name: str,
                        licence: str | None = None, version: str = "1",
                        context_size: int | None = None, progress=None, cancel=None,
                        converter_cache: str | Path | None = None,
-                       converter_source: str | Path | None = None) -> Path:
+                       converter_source: str | Path | None = None,
+                       renderer_version: str | None = None) -> Path:
     """Convert a Qwen2.5-VL checkpoint folder into a model pack at ``out_dir``; return ``out_dir``.
+
+    ``renderer_version``: the pixels the model was trained on (default: the workstation's,
+    ``model_pack.RENDERER_VERSION``; the v2 training recipe renders ``svlm-render-2``).
 
     ``prompt_file``: the system prompt the model was trained with (default: the workstation's own,
     ``resources/prompts/``). ``licence``: the weights' licence (default: the checkpoint README's
@@ -299,6 +303,7 @@ def convert_checkpoint(hf_dir: str | Path, out_dir: str | Path, *, name: str,
             quantisation=quant, prompt_file=describe_file(pack, prompt_rel),
             context_size=int(context_size), licence=licence, model_card=CARD_FILE,
             created_by=f"sleepvlm-ws {__version__} convert (llama-cpp-python {llama_version})",
+            **({"renderer_version": renderer_version} if renderer_version else {}),
         )
         write_manifest(manifest, pack)
         if out.exists():

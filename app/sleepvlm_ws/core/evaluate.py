@@ -10,6 +10,12 @@ and compares:
 - how many answers parsed without any repair, and how many were flagged;
 - the cited rule IDs with the rule IDs the evidence measured on the signals supports for the
   reference stage (core/evidence: the same targets the default model was trained towards).
+
+DREAMS excerpts (``excerptN.txt`` + ``Hypnogram_excerptN.txt``, core/dreams.py) are evaluated
+through a temporary EDF+ that is deleted afterwards; the study file for the answers is in the
+user data folder as for any recording. ``pooled`` says which recordings each pooled figure
+covers and adds the side-by-side comparison on the epochs YASA staged (YASA cannot stage a
+recording without a central EEG >= 80 Hz, e.g. DREAMS excerpt 3 at 50 Hz).
 No Qt. Bad input raises InputError subclasses (one line).
 """
 
@@ -43,6 +49,8 @@ class EvaluationResult:
     parse: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    montage: dict = field(default_factory=dict)    # role -> derivation name, filled roles only
+    source: dict = field(default_factory=dict)     # DREAMS: format, channel, rate_hz, edf_label
 
     def to_dict(self, with_epochs: bool = True) -> dict:
         out = {"recording": self.recording, "reference": self.reference, "model": self.model,
@@ -50,7 +58,9 @@ class EvaluationResult:
                "model_agreement": self.model_agreement.to_dict() if self.model_agreement else None,
                "yasa_agreement": self.yasa_agreement.to_dict() if self.yasa_agreement else None,
                "yasa_unavailable": self.yasa_unavailable, "parse": self.parse, "rules": self.rules,
-               "seconds": self.seconds}
+               "seconds": self.seconds, "montage": self.montage}
+        if self.source:
+            out["source"] = self.source
         if with_epochs:
             out["epochs"] = self.epochs
         return out
@@ -58,8 +68,11 @@ class EvaluationResult:
 
 def find_scored_studies(directory: str | Path) -> list[tuple[Path, Path]]:
     """(recording, hypnogram) pairs in ``directory``: Sleep-EDF (``SC4001E0-PSG.edf`` +
-    ``SC4001EC-Hypnogram.edf``), MASS (``01-01-0001 PSG.edf`` + ``01-01-0001 Base.edf``), or
-    ``X.edf`` + ``X.tsv`` / ``.csv`` / ``.xml`` / ``.json`` / ``X-hypnogram.edf``."""
+    ``SC4001EC-Hypnogram.edf``), MASS (``01-01-0001 PSG.edf`` + ``01-01-0001 Base.edf``),
+    ``X.edf`` + ``X.tsv`` / ``.csv`` / ``.xml`` / ``.json`` / ``X-hypnogram.edf``, or DREAMS
+    (``excerptN.txt`` + ``Hypnogram_excerptN.txt``; EDF pairs first, then DREAMS pairs)."""
+    from .dreams import HYPNOGRAM_PREFIX, hypnogram_for
+
     d = Path(directory)
     if not d.is_dir():
         raise InputError(d, "not a folder")
@@ -78,7 +91,32 @@ def find_scored_studies(directory: str | Path) -> list[tuple[Path, Path]]:
         found = [c for c in candidates if c.is_file()]
         if found:
             pairs.append((edf, found[0]))
+    for txt in sorted(d.glob("*.txt")):
+        if txt.name.lower().startswith(HYPNOGRAM_PREFIX.lower()):
+            continue
+        if hypnogram_for(txt).is_file():
+            pairs.append((txt, hypnogram_for(txt)))
     return pairs
+
+
+def is_dreams_recording(path: str | Path) -> bool:
+    """Whether ``evaluate_recording`` reads ``path`` as a DREAMS signal (a ``.txt`` file)."""
+    return Path(path).suffix.lower() == ".txt"
+
+
+def read_reference(reference_path: str | Path, n_epochs: int) -> list[Stage]:
+    """The reference hypnogram on the 30-s grid, ``n_epochs`` long (cut, or padded unscored):
+    a DREAMS hypnogram (``[Hypnogram]`` first, or named ``Hypnogram_*.txt``) through
+    core/dreams.py, anything else through core/formats (``import_hypnogram``)."""
+    from . import dreams
+    from .formats import import_hypnogram
+
+    p = Path(reference_path)
+    named = p.name.lower().startswith(dreams.HYPNOGRAM_PREFIX.lower()) and p.suffix.lower() == ".txt"
+    if named or dreams.is_hypnogram_file(p):
+        stages = dreams.read_hypnogram(p)[:n_epochs]
+        return stages + [Stage.UNSCORED] * (n_epochs - len(stages))
+    return list(import_hypnogram(p, n_epochs=n_epochs).stages)
 
 
 def _study_path(recording, study_path) -> Path:
@@ -118,11 +156,28 @@ def _rule_agreement(evidence, reference: list[Stage], suggestions: dict) -> dict
 def evaluate_recording(recording_path: str | Path, reference_path: str | Path, runtime, *,
                        study_path: str | Path | None = None, with_yasa: bool = True,
                        with_rules: bool = True, progress: ProgressCallback | None = None,
-                       scorer: str = "evaluation") -> EvaluationResult:
+                       scorer: str = "evaluation", rate: float | None = None) -> EvaluationResult:
     """Score ``recording_path`` with ``runtime`` (a LocalRuntime or RemoteRuntime) and compare
-    with the hypnogram at ``reference_path``."""
+    with the hypnogram at ``reference_path``.
+
+    A ``.txt`` recording is a DREAMS excerpt (core/dreams.py): ``rate`` (Hz) is needed when its
+    name is not in ``dreams.KNOWN_RATES``. It is scored through a temporary EDF+ deleted before
+    this returns; the result names the text file and carries ``source`` (channel, rate)."""
+    if is_dreams_recording(recording_path):
+        from . import dreams
+
+        signal = dreams.read_signal(recording_path, rate)
+        with dreams.temporary_edf(signal) as edf:
+            result = evaluate_recording(edf, reference_path, runtime, study_path=study_path,
+                                        with_yasa=with_yasa, with_rules=with_rules,
+                                        progress=progress, scorer=scorer)
+        result.recording = str(signal.path)
+        if result.yasa_unavailable:
+            result.yasa_unavailable = result.yasa_unavailable.replace(edf.name, signal.path.name)
+        result.source = {"format": "DREAMS", "channel": signal.channel, "rate_hz": signal.rate,
+                         "edf_label": signal.edf_label}
+        return result
     from . import second_opinion
-    from .formats import import_hypnogram
     from .recording import Recording
     from .render import RENDERER_VERSION
     from .scoring_run import ScoringRun, study_montage
@@ -132,7 +187,7 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
     rec = Recording.open(recording_path)
     try:
         n = int(rec.n_epochs)
-        reference = list(import_hypnogram(reference_path, n_epochs=n).stages)
+        reference = read_reference(reference_path, n)
         path = _study_path(rec, study_path)
         montage = study_montage(rec, path, scorer)
         t0 = time.perf_counter()
@@ -185,26 +240,70 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
             model_agreement=model_agr, yasa_agreement=yasa_agr, yasa_unavailable=yasa_why,
             epochs=epochs, parse=parse, rules=rules,
             seconds={"scoring": round(scoring_s, 2), "per_epoch": per_epoch, "yasa": round(yasa_s, 2),
-                     "already_stored": summary.already_stored.get(FAST, 0)})
+                     "already_stored": summary.already_stored.get(FAST, 0)},
+            montage={role: d.name for role, d in montage.roles.items() if d is not None})
     finally:
         rec.close()
 
 
+def _agreement_or_none(reference, compared) -> dict | None:
+    try:
+        return agreement(reference, compared).to_dict()
+    except NoCommonEpochsError:
+        return None
+
+
 def pooled(results: list[EvaluationResult]) -> dict:
-    """Agreement over the epochs of all ``results`` together (model and YASA)."""
+    """Agreement over the epochs of all ``results`` together, and which recordings it covers.
+
+    ``model_agreement``: the model on every epoch of every recording (``recordings``);
+    ``yasa_agreement``: YASA on the epochs it staged (``yasa_recordings``: the recordings it
+    staged at all). ``side_by_side``: both on the same epochs, those YASA staged (equal to the
+    above when YASA staged everything)."""
     ref, model, yasa = [], [], []
+    yasa_names = []
     for r in results:
+        name = Path(r.recording).name
         for e in r.epochs:
             ref.append(Stage(e["reference"]) if e["reference"] else None)
             model.append(Stage(e["predicted"]) if e["predicted"] else None)
             yasa.append(Stage(e["yasa"]) if e["yasa"] else None)
-    out = {}
-    for name, hyp in (("model_agreement", model), ("yasa_agreement", yasa)):
-        try:
-            out[name] = agreement(ref, hyp).to_dict()
-        except NoCommonEpochsError:
-            out[name] = None
-    return out
+        if any(e["yasa"] for e in r.epochs) and name not in yasa_names:
+            yasa_names.append(name)
+    staged = [i for i, y in enumerate(yasa) if y is not None]
+    return {
+        "model_agreement": _agreement_or_none(ref, model),
+        "yasa_agreement": _agreement_or_none(ref, yasa),
+        "recordings": [Path(r.recording).name for r in results],
+        "yasa_recordings": yasa_names,
+        "side_by_side": {
+            "recordings": yasa_names, "epochs": len(staged),
+            "model_agreement": _agreement_or_none([ref[i] for i in staged], [model[i] for i in staged]),
+            "yasa_agreement": _agreement_or_none([ref[i] for i in staged], [yasa[i] for i in staged]),
+        },
+    }
+
+
+def format_pooled(results: list[EvaluationResult]) -> list[str]:
+    """The pooled lines ``sleepvlm-ws evaluate FOLDER`` prints, each block naming what it
+    covers: one side-by-side table when YASA staged every epoch (or was left out), else the
+    side-by-side table on the epochs YASA staged and the model's table on all epochs."""
+    p = pooled(results)
+    n = len(results)
+    sbs = p["side_by_side"]
+    model_n = (p["model_agreement"] or {}).get("n_epochs")
+    if not sbs["epochs"] or sbs["epochs"] == sum(len(r.epochs) for r in results):
+        return [f"all {n} recordings together:", *format_table(p["model_agreement"], p["yasa_agreement"])]
+    without = [name for name in p["recordings"] if name not in sbs["recordings"]]
+    with_yasa = sum(1 for r in results if any(e["yasa"] for e in r.epochs))
+    return [f"{with_yasa} of {n} recordings together, model and YASA on the same "
+            f"{sbs['epochs']} epochs (those YASA staged: {', '.join(sbs['recordings'])}):",
+            *format_table(sbs["model_agreement"], sbs["yasa_agreement"]),
+            "",
+            f"all {n} recordings together, model only ({model_n} epochs: {', '.join(p['recordings'])}):",
+            *format_table(p["model_agreement"], None,
+                          f"not staged for {', '.join(without)}" if without else
+                          "staged only some of the epochs (see above)")]
 
 
 # ---------------------------------------------------------------------------- text report
@@ -243,6 +342,10 @@ def format_table(model: dict | None, yasa: dict | None, yasa_why: str | None = N
 def format_result(r: EvaluationResult) -> str:
     lines = [f"{Path(r.recording).name}: {r.n_epochs} epochs; reference {Path(r.reference).name}; "
              f"model {r.model}"]
+    if r.source:
+        central = r.montage.get("C4-M1")
+        lines.append(f"{r.source['format']} excerpt: channel {r.source['channel']} at "
+                     f"{r.source['rate_hz']:g} Hz, central EEG (C4-M1 role): {central or 'none'}")
     lines += format_table(r.model_agreement.to_dict() if r.model_agreement else None,
                           r.yasa_agreement.to_dict() if r.yasa_agreement else None, r.yasa_unavailable)
     p = r.parse

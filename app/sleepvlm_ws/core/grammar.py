@@ -103,6 +103,13 @@ def _stage_rules(ids: list[str], catalogue: Mapping[str, Rule]) -> dict[Stage, l
     return fitting
 
 
+def rules_by_stage(rule_ids: Iterable[str],
+                   catalogue: Mapping[str, Rule] | None = None) -> dict[Stage, list[str]]:
+    """The rule IDs :func:`answer_gbnf` lets each stage list before it (same table, same order):
+    what ``core.stage_confidence`` follows to see where an answer's stage is decided."""
+    return _stage_rules(_rule_list(rule_ids), load_rules() if catalogue is None else catalogue)
+
+
 def answer_gbnf(coarse: bool, rule_ids: Iterable[str], *,
                 catalogue: Mapping[str, Rule] | None = None,
                 max_rationale_chars: int | None = None) -> str:

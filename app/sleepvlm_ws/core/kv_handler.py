@@ -50,7 +50,7 @@ import llama_cpp
 from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter, MTMDChatHandler
 
-from .greedy_decode import GrammarGuide, greedy_decode
+from .greedy_decode import GrammarGuide, StageProbe, greedy_decode
 from .mtmd_prompt import EmbeddingCache, Piece, encode_image, tokenize_prompt
 
 __all__ = ["PromptKVChatHandler", "RequestStats"]
@@ -68,6 +68,8 @@ class RequestStats:
     prompt_seconds: float = 0.0    # wall time to tokenise and evaluate the prompt
     decode_seconds: float = 0.0    # wall time to generate the answer
     completion_tokens: int = 0
+    stage_seconds: float = 0.0     # of decode_seconds: the stage probabilities' own work
+    stage_extra_decodes: int = 0   # single-token evaluations of branches not taken
 
 
 class PromptKVChatHandler(MTMDChatHandler):
@@ -75,7 +77,12 @@ class PromptKVChatHandler(MTMDChatHandler):
 
     ``keep_prefix=False`` and ``image_cache_size=0`` reproduce the stock handler's work
     exactly (clear everything, evaluate everything), which is what the benchmark's "without"
-    rows and the identity tests use."""
+    rows and the identity tests use.
+
+    ``stage_rules`` (``stage_confidence.stage_rule_table`` of the pack's rule vocabulary; None:
+    off) turns on the stage probabilities of greedy answers under a grammar
+    (``greedy_decode.StageProbe``); each call leaves them in ``last_stage`` (None when off, when
+    the answer decided no stage, or for non-greedy sampling)."""
 
     def __init__(self, clip_model_path: str, *, keep_prefix: bool = True, image_cache_size: int = 6,
                  verbose: bool = False, use_gpu: bool = True):
@@ -88,6 +95,9 @@ class PromptKVChatHandler(MTMDChatHandler):
         self._guides: dict[str, GrammarGuide] = {}
         self._template_source: str | None = None
         self.last_stats = RequestStats()
+        self.stage_rules = None
+        self.last_stage = None
+        self._probe: StageProbe | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -98,6 +108,7 @@ class PromptKVChatHandler(MTMDChatHandler):
         for guide in self._guides.values():
             guide.close()
         self._guides.clear()
+        self._probe = None
 
     def _kept_prefix_length(self, llama, tokens: list[int]) -> int:
         """``len(tokens)`` when exactly these tokens are still at positions 0.. of the KV cache
@@ -228,6 +239,13 @@ class PromptKVChatHandler(MTMDChatHandler):
             guide = self._guides[text] = GrammarGuide(llama, text)
         return guide
 
+    def _stage_probe(self, llama, guide: GrammarGuide | None) -> StageProbe | None:
+        if self.stage_rules is None or guide is None:
+            return None
+        if self._probe is None or self._probe.llama is not llama or self._probe.rules is not self.stage_rules:
+            self._probe = StageProbe(llama, self.stage_rules)
+        return self._probe
+
     @staticmethod
     def _plain_greedy(kwargs: dict) -> bool:
         """True when the sampling settings amount to plain greedy decoding."""
@@ -257,9 +275,15 @@ class PromptKVChatHandler(MTMDChatHandler):
         if not budget:
             budget = llama.n_ctx() - self.last_stats.prompt_cells
         t0 = time.perf_counter()
+        self.last_stage = None
         if self._plain_greedy(kwargs):
-            decoded = greedy_decode(llama, budget, self._guide(llama, kwargs.get("grammar")))
+            guide = self._guide(llama, kwargs.get("grammar"))
+            decoded = greedy_decode(llama, budget, guide, self._stage_probe(llama, guide))
             content = llama.detokenize(decoded.tokens).decode("utf-8", errors="ignore")
+            self.last_stage = decoded.stage
+            if decoded.stage is not None:
+                self.last_stats.stage_seconds = decoded.stage.seconds
+                self.last_stats.stage_extra_decodes = decoded.stage.extra_decodes
             finish_reason, n_completion = decoded.finish_reason, len(decoded.tokens)
             created, model = int(time.time()), kwargs.get("model") or llama.model_path
         else:                                   # llama-cpp-python's own sampling chain

@@ -15,6 +15,17 @@ The answer constraint goes the way the server understands it:
   (llama-cpp-python then builds its own grammar from the schema and uses that instead of
   ``grammar``); ``"json_schema"`` sends the OpenAI form vLLM reads.
 
+The model's confidence: with ``logprobs=True`` (default) the body asks for ``logprobs`` and
+``top_logprobs`` (``TOP_LOGPROBS``). Where the reply carries them (llama.cpp's server, vLLM),
+the stage probabilities are read from them as the local runtime reads its logits
+(``stage_confidence.distribution_from_logprobs``: renormalised over the listed tokens the grammar
+allows; a branch not taken that leaves several stages open cannot be followed and is left
+unresolved). Where it does not (our lab server; llama-cpp-python's server with its ``mtmd``
+chat format answers ``"logprobs": null``), the probability is None: never made up. A server
+that refuses the request because of them (HTTP 400/422/500/501) is asked once more without
+them, and this runtime stops asking. Only with the grammar: without it the answer is not the
+grammar's and its probabilities would not be the ones the local runtime gives.
+
 Only the standard library talks to the server (``urllib``); every request has a timeout, and
 every failure becomes one line (``RemoteServerError``) naming the server.
 """
@@ -39,11 +50,13 @@ from .grammar import answer_gbnf, answer_schema
 from .model_pack import SLEEPVLM_RULE_IDS, verify_pack
 from .request import EDGE_FLAG, EpochImages, build_messages
 from .runtime import FAST_MAX_TOKENS, RATIONALE_MAX_TOKENS, SEED, TEMPERATURE, TOP_P, RuntimeAnswer
+from .stage_confidence import distribution_from_logprobs, stage_rule_table
 
 DEFAULT_TIMEOUT_S = 300.0
 API_KEY_ENV = "SLEEPVLM_WS_API_KEY"   # where the CLI and the GUI read the servers' API key
 MAX_PARALLEL = 256                    # requests in flight at most (CLI --parallel, GUI setting)
 RESPONSE_FORMATS = (None, "json_object", "json_schema")
+TOP_LOGPROBS = 20                     # alternatives per token asked for (OpenAI's maximum)
 _MAX_ERROR_CHARS = 200
 
 __all__ = ["RemoteRuntime", "RemotePool", "RemoteServerError", "DEFAULT_TIMEOUT_S", "API_KEY_ENV",
@@ -53,6 +66,14 @@ __all__ = ["RemoteRuntime", "RemotePool", "RemoteServerError", "DEFAULT_TIMEOUT_
 
 class RemoteServerError(InputError):
     """The AI server cannot be reached, refuses the request, or answers something unreadable."""
+
+
+class _Refused(RemoteServerError):
+    """The server answered the request with an HTTP error status (``status``)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(None, message)
+        self.status = status
 
 
 class RemoteRuntime:
@@ -73,7 +94,8 @@ class RemoteRuntime:
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_S, *, system_prompt: str,
                  rule_ids: Iterable[str] = SLEEPVLM_RULE_IDS, grammar: bool = True,
-                 response_format: str | None = None, model_id: str | None = None):
+                 response_format: str | None = None, model_id: str | None = None,
+                 logprobs: bool = True):
         self.base_url = check_server_url(base_url)
         if not isinstance(system_prompt, str) or not system_prompt.strip():
             raise ValueError("a system prompt is required (the model pack's prompt file)")
@@ -94,6 +116,8 @@ class RemoteRuntime:
         self._lock = threading.Lock()
         self._grammar = {coarse: answer_gbnf(coarse, self.rule_ids) for coarse in (True, False)}
         self._schema = {coarse: answer_schema(coarse, self.rule_ids) for coarse in (True, False)}
+        self.logprobs = bool(logprobs)        # asked for; False once a server refused them
+        self._stage_rules = stage_rule_table(self.rule_ids)
 
     @classmethod
     def from_pack(cls, base_url: str, pack_dir: str | Path, **kwargs) -> "RemoteRuntime":
@@ -156,6 +180,9 @@ class RemoteRuntime:
         }
         if self.use_grammar:
             body["grammar"] = self._grammar[coarse]
+        if self.logprobs and self.use_grammar:   # probabilities under the grammar only
+            body["logprobs"] = True
+            body["top_logprobs"] = TOP_LOGPROBS
         if self.response_format == "json_object":
             body["response_format"] = {"type": "json_object", "schema": self._schema[coarse]}
         elif self.response_format == "json_schema":
@@ -170,7 +197,15 @@ class RemoteRuntime:
             raise TypeError("suggest() needs EpochImages")
         body = self.request_body(images, rationale=rationale, max_tokens=max_tokens)
         t0 = time.perf_counter()
-        reply = self._call("POST", "chat/completions", body)
+        try:
+            reply = self._call("POST", "chat/completions", body)
+        except _Refused:
+            if "logprobs" not in body:
+                raise
+            # e.g. llama-cpp-python's server without logits_all: ask again without them
+            reply = self._call("POST", "chat/completions",
+                               {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")})
+            self.logprobs = False
         seconds = time.perf_counter() - t0
         try:
             choice = reply["choices"][0]
@@ -187,7 +222,16 @@ class RemoteRuntime:
             answer.flags.append(EDGE_FLAG)
         return RuntimeAnswer(answer=answer, raw=raw, prompt_tokens=prompt_tokens,
                              completion_tokens=completion_tokens, seconds=seconds,
-                             finish_reason=str(choice.get("finish_reason") or ""))
+                             finish_reason=str(choice.get("finish_reason") or ""),
+                             confidence=self._confidence(choice, answer, "logprobs" in body))
+
+    def _confidence(self, choice: dict, answer, asked: bool):
+        """The stage probabilities from the reply's token logprobs (None: not given)."""
+        logprobs = choice.get("logprobs") if asked else None
+        content = logprobs.get("content") if isinstance(logprobs, dict) else None
+        if not isinstance(content, list):
+            return None
+        return distribution_from_logprobs(content, self._stage_rules, answer.stage)
 
     def close(self) -> None:
         """Nothing is held open between requests."""
@@ -248,6 +292,9 @@ class RemoteRuntime:
         if exc.code in (401, 403):
             return self._error(f"the server refused the request (HTTP {exc.code}: check the "
                                f"API key){': ' + detail if detail else ''}")
+        if exc.code in (400, 422, 500, 501):      # the body refused (e.g. its logprobs)
+            return _Refused(f"{self.base_url}: the server answered HTTP {exc.code}"
+                            f"{': ' + detail if detail else ''}", exc.code)
         return self._error(f"the server answered HTTP {exc.code}"
                            f"{': ' + detail if detail else ''}")
 

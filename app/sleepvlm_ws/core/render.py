@@ -15,7 +15,9 @@ approximated in numpy, over the rows each trace reaches) and composited source-o
 order on float32 R, G, B planes; the constant grid is one precomputed multiply-add. Conditioning
 computes only what the epoch's samples depend on (``conditioning.condition_rows``). One epoch
 costs about 3 ms on one core (``benchmarks/bench_render.py``). ``tests/test_render.py`` holds
-the result against a matplotlib rendering of the same samples (SSIM about 0.99).
+the result against a matplotlib rendering of the same samples (SSIM about 0.99);
+``benchmarks/bench_renderer_fidelity.py`` against the authors' own renderer, given a copy of it
+(SSIM >= 0.993 per epoch when the window is placed in its night, see ``EpochWindow``).
 
 The caller reads each role's derivation over ``epoch_window_span(...)`` and builds an
 ``EpochWindow``; ``render_png`` gives the bytes for the model request. Any change that alters
@@ -31,12 +33,22 @@ from typing import Mapping, NamedTuple
 import numpy as np
 from PIL import Image
 
-from .conditioning import BANDS_HZ, EPOCH_SAMPLES, PAD_S, condition, condition_rows
+from .conditioning import BANDS_HZ, EPOCH_SAMPLES, PAD_S, authors_grid, condition, condition_rows
 from .montage import EMG_ROLES, EOG_ROLES, ROLES
 from .raster import polyline_bands
 from .stages import EPOCH_SECONDS
 
+# The pixels the workstation renders and keys stored answers by. The shipped default pack (v1)
+# was trained on them: windows without ``epoch_start_s``/``recording_s`` (every 1/100 s).
 RENDERER_VERSION = "svlm-render-1"
+# The authors' own pixels (their whole-night resampling grid, ``EpochWindow`` with
+# ``epoch_start_s`` and ``recording_s``; SSIM >= 0.99 against their renderer on every epoch,
+# docs/measurements/renderer-fidelity.txt). The v2 training recipe renders with it; the
+# workstation switches to it (RENDERER_VERSION here and in model_pack, and the window in
+# scoring_run.read_epoch_window) together with a default pack trained on it, since a pack only
+# answers as trained on the pixels it was trained on (SSIM 0.95-0.98 between the two late in a
+# night at 50/200/256/512 Hz, identical at 100 Hz).
+AUTHORS_RENDERER_VERSION = "svlm-render-2"
 
 IMAGE_WIDTH = 448
 IMAGE_HEIGHT = 224
@@ -78,12 +90,42 @@ class EpochWindow:
     the epoch (default ``pad_s``) and runs to ``pad_after_s`` seconds after its end (default
     ``pad_s``); near the start or end of a recording the context is shorter on that side.
     Samples that are NaN (gaps) are drawn as no trace. The arrays are never modified.
+
+    ``epoch_start_s`` (the epoch's start on the recording's timeline) and ``recording_s`` (the
+    whole recording's length) place the 100-Hz samples where the training pipeline put them:
+    it resampled the whole night at once, on a grid stretched by (N - 1) / (M - 1) (see
+    ``conditioning``), so late in a night at 200 or 256 Hz its samples fall up to 5-6 ms later
+    than every 1/100 s. Each array must then start at recording sample
+    round((epoch_start_s - before_s) x fs), as ``epoch_window_span`` + ``round`` gives.
+    Without them the samples are taken every 1/100 s from the epoch start.
+    ``EpochWindow.around`` builds a window from whole-recording arrays with both set.
     """
 
     signals: Mapping[str, tuple[np.ndarray, float] | None]
     pad_s: float
     pad_before_s: float | None = None
     pad_after_s: float | None = None
+    epoch_start_s: float | None = None
+    recording_s: float | None = None
+
+    @classmethod
+    def around(cls, recording: Mapping[str, tuple[np.ndarray, float] | None], epoch: int,
+               pad_s: float = PAD_S) -> "EpochWindow":
+        """The window of ``epoch`` out of whole-recording arrays (role -> (uV, fs) or None),
+        sliced at ``epoch_window_span``, on the training pipeline's resampling grid."""
+        present = {r: e for r, e in recording.items() if e is not None}
+        duration = max((np.asarray(x).size / float(fs) for x, fs in present.values()), default=0.0)
+        span = epoch_window_span(epoch, duration, pad_s)
+        signals: dict[str, tuple[np.ndarray, float] | None] = {}
+        for role, entry in recording.items():
+            if entry is None:
+                signals[role] = None
+                continue
+            x, fs = entry
+            a, b = int(round(span.start_s * fs)), int(round(span.stop_s * fs))
+            signals[role] = (x[a:b], fs)
+        return cls(signals, pad_s, span.pad_before_s, span.pad_after_s,
+                   epoch_start_s=epoch * EPOCH_SECONDS, recording_s=duration)
 
     @property
     def before_s(self) -> float:
@@ -133,7 +175,11 @@ def condition_epoch(window: EpochWindow) -> dict[str, np.ndarray | None]:
     traces: dict[str, np.ndarray | None] = {role: None for role in ROLES}
     for (fs, _band, _size), roles in groups.items():
         rows = [window.signals[role][0] for role in roles]
-        conditioned = condition_rows(rows, fs, role_kind(roles[0]), window.before_s, EPOCH_SAMPLES)
+        grid = None
+        if window.epoch_start_s is not None and window.recording_s is not None:
+            first_sample = int(round((window.epoch_start_s - window.before_s) * fs))
+            grid = authors_grid(fs, int(round(window.recording_s * fs)), window.epoch_start_s, first_sample)
+        conditioned = condition_rows(rows, fs, role_kind(roles[0]), window.before_s, EPOCH_SAMPLES, grid)
         for role, row in zip(roles, conditioned):
             traces[role] = row
     return traces

@@ -16,15 +16,30 @@ reason                     weight  when
 ``answer_flagged``         3       the answer carries a flag (``core.answer``: repaired
                                    beyond trust, rule not fitting the stage, ...); the
                                    informational ``edge_epoch`` does not count
-``low_confidence``         2       the second opinion's highest probability is below
-                                   ``LOW_CONFIDENCE`` (0.5: it favours no stage over the
-                                   other four together)
+``low_confidence``         2       the model's own probability for its stage (stored with
+                                   the suggestion, ``core.stage_confidence``) is below
+                                   ``MODEL_LOW_CONFIDENCE`` (0.9, see below), or the second
+                                   opinion's highest probability is below ``LOW_CONFIDENCE``
+                                   (0.5: it favours no stage over the other four together);
+                                   one reason either way, naming which
 ``n1``                     1       the suggestion is N1 (the stage scorers agree on least)
 ``transition``             1       the suggested stage differs from a neighbouring epoch's
 =========================  ======  ==========================================================
 
+Why 0.9 for the model: its probabilities are overconfident (benchmarks/bench_calibration.py,
+docs/measurements/calibration-v1.txt: on two held-out generated nights the default pack was
+right in 91 % of the suggestions it gave 0.9 or more, and in about a third of those it gave
+0.5-0.9; ECE 0.19). Below 0.9 a suggestion is more often wrong than right, so it is not
+accepted in bulk. The threshold was set on generated nights only, never on the dev set.
+
 The queue is in epoch order (the technologist walks the night); ``next_after`` /
-``previous_before`` move between flagged epochs. An epoch counts as *reviewed* once it has a
+``previous_before`` move between flagged epochs in time (the F / ] keys: "next flagged" always
+moves forward). ``least_confident()`` is the same flagged epochs worst first: by the model's
+probability for its stage, lowest first (an answer with no stage counts as 0; epochs whose
+suggestion has no stored probability come after all that have one, by priority); and
+``next_least_confident`` is the first of those not yet reviewed (the L key: a "worst first"
+walk that ignores time). ``by_priority()`` orders by the reasons' weights. An epoch counts as
+*reviewed* once it has a
 technologist's stage (any decision that left it scored; an undo back to unscored un-reviews
 it). ``accept_unflagged`` takes the model's stage for every unflagged, unscored epoch with a
 suggestion in one transaction: one decision per epoch (source ``ai_accepted``, each audited
@@ -39,7 +54,8 @@ from typing import Mapping, Sequence
 
 from .stages import Stage
 
-LOW_CONFIDENCE = 0.5
+LOW_CONFIDENCE = 0.5            # the second opinion's highest probability below this: unsure
+MODEL_LOW_CONFIDENCE = 0.9      # the model's probability for its own stage below this: unsure
 BULK_ACCEPT = "bulk_accept"        # audit event kind
 BULK_NOTE = "accepted in bulk: no review flag"
 
@@ -105,6 +121,33 @@ class ReviewQueue:
         """Flagged epochs, highest priority first (ties in epoch order)."""
         return sorted(self.items.values(), key=lambda it: (-it.priority, it.epoch))
 
+    def confidence(self, epoch: int) -> float | None:
+        """The model's probability for the stage it suggested for ``epoch`` (0 when it named
+        no stage; None when no probability is stored, or no suggestion)."""
+        s = self.suggestions.get(epoch)
+        if s is None:
+            return None
+        if getattr(s, "stage", None) is None:
+            return 0.0
+        p = getattr(s, "stage_probability", None)
+        return None if p is None else float(p)
+
+    def least_confident(self) -> list[ReviewItem]:
+        """Flagged epochs worst first: the model's probability for its stage, lowest first;
+        those without a stored probability last, by priority (ties in epoch order)."""
+        def key(item: ReviewItem):
+            p = self.confidence(item.epoch)
+            return (p is None, 0.0 if p is None else p, -item.priority, item.epoch)
+        return sorted(self.items.values(), key=key)
+
+    def next_least_confident(self, stages: Sequence[Stage]) -> int | None:
+        """The least confident flagged epoch the technologist has not scored yet (None: all
+        flagged epochs are reviewed)."""
+        for item in self.least_confident():
+            if item.epoch < len(stages) and not stages[item.epoch].is_scored:
+                return item.epoch
+        return None
+
     def counts(self, stages: Sequence[Stage]) -> tuple[int, int]:
         """(flagged epochs reviewed, flagged epochs): reviewed = scored by the technologist."""
         reviewed = sum(1 for e in self.flagged if e < len(stages) and stages[e].is_scored)
@@ -132,10 +175,12 @@ def status_text(queue: ReviewQueue | None, stages: Sequence[Stage]) -> str:
 def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
                 second_opinions: Mapping[int, object] | None = None,
                 evidence: Sequence | None = None,
-                low_confidence: float = LOW_CONFIDENCE) -> ReviewQueue:
-    """Check every suggestion (``core.suggestions.Suggestion``: stage, rules, flags) against
-    the second opinions (``core.second_opinion.SecondOpinion``: stage, confidence) and the
-    measured evidence (``evidence.measure_*``), where given."""
+                low_confidence: float = LOW_CONFIDENCE,
+                model_low_confidence: float = MODEL_LOW_CONFIDENCE) -> ReviewQueue:
+    """Check every suggestion (``core.suggestions.Suggestion``: stage, rules, flags, and the
+    model's ``stage_probability`` where stored) against the second opinions
+    (``core.second_opinion.SecondOpinion``: stage, confidence) and the measured evidence
+    (``evidence.measure_*``), where given."""
     from .evidence.rules_check import CONTRADICTED as VERDICT_CONTRADICTED, check_rule
 
     second_opinions = second_opinions or {}
@@ -166,8 +211,14 @@ def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
         flags = [f for f in s.flags if str(f).partition(":")[0] not in INFORMATIONAL_FLAGS]
         if flags and stage is not None:
             reasons.append(Reason(ANSWER_FLAGGED, f"answer flagged ({len(flags)})"))
+        unsure = []
+        p = getattr(s, "stage_probability", None)
+        if stage is not None and p is not None and p < model_low_confidence:
+            unsure.append(f"model unsure ({p:.0%} {stage.value})")
         if other is not None and other.confidence < low_confidence:
-            reasons.append(Reason(LOW_CONF, f"second opinion unsure ({other.confidence:.0%})"))
+            unsure.append(f"second opinion unsure ({other.confidence:.0%})")
+        if unsure:
+            reasons.append(Reason(LOW_CONF, "; ".join(unsure)))
         if stage is Stage.N1:
             reasons.append(Reason(N1, "N1"))
         if stage is not None:
@@ -177,6 +228,7 @@ def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
         if reasons:
             items[epoch] = ReviewItem(epoch, tuple(reasons))
     criteria = {"reasons": dict(WEIGHTS), "low_confidence_below": low_confidence,
+                "model_low_confidence_below": model_low_confidence,
                 "informational_flags": list(INFORMATIONAL_FLAGS),
                 "second_opinion": _method(second_opinions),
                 "evidence_checked": bool(use_evidence)}

@@ -15,7 +15,11 @@ answer with ``core.answer.parse_answer``:
   passed but has no effect at temperature 0), no repetition penalty, fixed seed;
 - the fast pass is constrained by the coarse grammar (applicable_rules + sleep_stage, a few
   tokens); the rationale pass by the full grammar (reasoning_text first, as in training);
-- an edge request (a neighbour missing) gets the ``edge_epoch`` flag.
+- an edge request (a neighbour missing) gets the ``edge_epoch`` flag;
+- with ``confidence`` (default) the answer carries the model's probability for each of the
+  five stages under the grammar (``RuntimeAnswer.confidence``, ``core.stage_confidence``:
+  where the stage is decided and how the branches not taken are followed); the answer's text
+  is the same with and without it.
 
 Greedy answers are reproducible for one build, machine and ``n_threads``: another thread count
 changes the rounding of the matrix products and can change a token.
@@ -44,6 +48,8 @@ from .answer import Answer, parse_answer
 from .grammar import answer_gbnf, validate_grammar_in_child
 from .model_pack import PackManifest, verify_pack
 from .request import EDGE_FLAG, EpochImages, build_messages
+from .stage_confidence import StageDistribution, stage_rule_table
+from .stages import Stage
 
 SEED = 20260326
 TEMPERATURE = 0.0
@@ -68,6 +74,20 @@ class RuntimeAnswer:
     seconds: float
     prefix_reused: int = 0        # prompt tokens kept from the previous request
     finish_reason: str = ""       # "stop" (grammar complete) or "length" (max_tokens hit)
+    confidence: StageDistribution | None = None   # the stage probabilities (None: unknown)
+
+    @property
+    def stage_probabilities(self) -> dict[Stage, float] | None:
+        """The five stage probabilities (sum 1), None when unknown."""
+        return None if self.confidence is None else dict(self.confidence.probabilities)
+
+    @property
+    def stage_probability(self) -> float | None:
+        """The probability of the answer's own stage, None when unknown."""
+        c = self.confidence
+        if c is None or self.answer.stage is not c.chosen:
+            return None
+        return c.probability
 
 
 class LocalRuntime:
@@ -76,7 +96,7 @@ class LocalRuntime:
     def __init__(self, pack_dir: str | Path, *, n_threads: int | None = None, n_gpu_layers: int = 0,
                  n_ctx: int | None = None, keep_prompt_cache: bool = True,
                  cache_image_embeddings: bool | None = None, verify_cache: bool = True,
-                 use_grammar: bool = True):
+                 use_grammar: bool = True, confidence: bool = True):
         self.manifest: PackManifest = verify_pack(pack_dir, cache=verify_cache)  # before any load
         self.pack_dir = Path(self.manifest.pack_dir or pack_dir)
         self.model_id = self.manifest.files["lm"].sha256
@@ -121,6 +141,8 @@ class LocalRuntime:
                                 n_threads_batch=self.n_threads, n_gpu_layers=int(n_gpu_layers),
                                 flash_attn=True, seed=SEED, verbose=False)
             self._handler._init_mtmd_context(self._llama)   # load the projector now, not mid-run
+            if confidence:
+                self._handler.stage_rules = stage_rule_table(self.rule_ids)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelPackError(self.manifest.lm_path,
                                  f"llama.cpp could not load the model: {exc}") from None
@@ -160,6 +182,7 @@ class LocalRuntime:
                 raise ModelPackError(self.pack_dir, f"the model could not answer: {exc}") from None
             seconds = time.perf_counter() - t0
             stats = self._handler.last_stats
+            confidence = self._handler.last_stage
         choice = response["choices"][0]
         raw = choice["message"]["content"] or ""
         answer = parse_answer(raw, rules=self.rule_ids)
@@ -169,7 +192,13 @@ class LocalRuntime:
         return RuntimeAnswer(answer=answer, raw=raw, prompt_tokens=int(usage.get("prompt_tokens", 0)),
                              completion_tokens=int(usage.get("completion_tokens", 0)),
                              seconds=seconds, prefix_reused=int(stats.prefix_reused),
-                             finish_reason=str(choice.get("finish_reason") or ""))
+                             finish_reason=str(choice.get("finish_reason") or ""),
+                             confidence=_matching(confidence, answer))
+
+    @property
+    def confidence(self) -> bool:
+        """Whether answers carry stage probabilities."""
+        return self._handler.stage_rules is not None
 
     # ------------------------------------------------------------------ lifetime
 
@@ -186,3 +215,10 @@ class LocalRuntime:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _matching(confidence: StageDistribution | None, answer: Answer) -> StageDistribution | None:
+    """The probabilities, when they are about the stage the parsed answer names."""
+    if confidence is None or answer.stage is not confidence.chosen:
+        return None
+    return confidence

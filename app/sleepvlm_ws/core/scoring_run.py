@@ -363,7 +363,8 @@ class _Pass:
         if self.store.put(epoch, answer.answer, model_id=summary.model_id,
                           renderer_version=summary.renderer_version, pass_name=pass_name,
                           prompt_tokens=answer.prompt_tokens,
-                          completion_tokens=answer.completion_tokens, seconds=answer.seconds):
+                          completion_tokens=answer.completion_tokens, seconds=answer.seconds,
+                          stage_probabilities=getattr(answer, "stage_probabilities", None)):
             summary.stored[pass_name] += 1
             summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
 

@@ -28,6 +28,13 @@ run that stores them is audited once when it starts and once when it ends
 Schema version 3 adds ``second_opinions``: an independent stager's answer (``core.second_opinion``,
 YASA), one row per (epoch, method) with the stage and the five stage probabilities. Like
 suggestions it is never a decision; the table is append-only and each run is audited once.
+
+Schema version 4 adds the model's confidence to ``suggestions``: ``stage_probability`` (the
+probability of the suggested stage) and ``p_w`` .. ``p_r`` (the five stage probabilities, sum 1;
+``core.stage_confidence``), all NULL when unknown: suggestions stored before version 4, a server
+that returns no token probabilities, an answer with no stage. The columns are added with
+``ALTER TABLE ... ADD COLUMN`` (old rows read NULL; nothing is rewritten, so the append-only
+triggers and the audit trail are untouched).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import Callable
 
 from ..errors import StudyError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FORMAT_NAME = "sleepvlm-ws study"
 APPLICATION_ID = 0x534C5657  # "SLVW" in the SQLite header: marks the file as a study
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -158,11 +165,22 @@ def _add_second_opinions(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Schema version 4: the model's stage probabilities on each suggestion (NULL: unknown).
+SUGGESTION_PROBABILITY_COLUMNS = ("stage_probability", "p_w", "p_n1", "p_n2", "p_n3", "p_r")
+
+
+def _add_stage_probabilities(conn: sqlite3.Connection) -> None:
+    for column in SUGGESTION_PROBABILITY_COLUMNS:
+        conn.execute(f"ALTER TABLE suggestions ADD COLUMN {column} REAL "
+                     f"CHECK ({column} IS NULL OR {column} BETWEEN 0 AND 1)")
+
+
 # Migration steps: MIGRATIONS[v] upgrades a study from schema v to v + 1 inside the caller's
 # write transaction (the caller bumps meta.schema_version and audits the step). A new study
 # is built by the same steps, so a migrated file and a new one have the same schema.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_suggestions,
-                                                               2: _add_second_opinions}
+                                                               2: _add_second_opinions,
+                                                               3: _add_stage_probabilities}
 
 
 def create_schema(conn: sqlite3.Connection, version: int = SCHEMA_VERSION) -> None:

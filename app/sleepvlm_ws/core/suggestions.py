@@ -11,7 +11,13 @@ Storing a suggestion changes no stage and writes no audit event of its own: a sc
 audited once when it starts and once when it ends (``record_run_started`` /
 ``record_run_finished``). The table is append-only. Only the technologist's act of accepting or
 overriding a suggestion is a decision (``accept`` / ``override``), audited with a reference to
-the suggestion (model id, pass, suggested stage).
+the suggestion (model id, pass, suggested stage, and the model's probability for that stage
+when it is known).
+
+Each suggestion may carry the model's confidence (schema v4): ``stage_probability``, the
+probability of its stage, and ``stage_probabilities``, all five (``core.stage_confidence``: read
+from the token probabilities under the answer grammar). Both are None when unknown (suggestions
+stored before v4, servers that give no token probabilities); none is ever made up.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .audit import utc_now_iso
+from .stage_confidence import probabilities_from_json
 from .stages import SLEEP_STAGES, Stage, parse_stage
 from .study import AI_ACCEPTED, AI_OVERRIDDEN, Decision, Study
 
@@ -37,7 +44,8 @@ AI_RUN_FINISHED = "ai_run_finished"
 RATIONALE_DISAGREES = "rationale_pass_disagrees"
 
 _COLUMNS = ("id, model_id, renderer_version, epoch, pass, stage_text, stage, rules, rationale, "
-            "flags, repaired, raw, prompt_tokens, completion_tokens, seconds, created")
+            "flags, repaired, raw, prompt_tokens, completion_tokens, seconds, created, "
+            "stage_probability, p_w, p_n1, p_n2, p_n3, p_r")
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,10 @@ class Suggestion:
     accepted); ``stage_text`` the stage as the model printed it. ``pass_name`` is the pass
     the stage comes from. A merged suggestion (``SuggestionStore.get``) takes the stage from
     the fast pass and the ``rationale`` from the rationale pass; ``rationale_pass_stage`` is
-    then the stage the rationale pass named."""
+    then the stage the rationale pass named.
+
+    ``stage_probability`` is the model's probability for ``stage`` and ``stage_probabilities``
+    the five (Stage -> probability, sum 1), of the pass the stage comes from; None: unknown."""
 
     epoch: int
     model_id: str
@@ -67,15 +78,20 @@ class Suggestion:
     created: str = ""
     id: int | None = None
     rationale_pass_stage: Stage | None = field(default=None, compare=False)
+    stage_probability: float | None = None
+    stage_probabilities: dict[Stage, float] | None = field(default=None, hash=False)
 
     def reference(self) -> dict:
-        """What a decision's audit event records about this suggestion."""
+        """What a decision's audit event records about this suggestion (the probability only
+        when known: a reference to a suggestion without one reads as before schema v4)."""
         ref = {"model_id": self.model_id, "renderer_version": self.renderer_version,
                "pass": self.pass_name,
                "suggested_stage": None if self.stage is None else self.stage.value,
                "stage_text": self.stage_text, "rules": list(self.rules)}
         if self.id is not None:
             ref["suggestion_id"] = self.id
+        if self.stage_probability is not None:
+            ref["stage_probability"] = round(float(self.stage_probability), 6)
         return ref
 
 
@@ -88,16 +104,29 @@ class SuggestionStore:
     # -- writing -----------------------------------------------------------------------
     def put(self, epoch: int, answer: Any, *, model_id: str, renderer_version: str,
             pass_name: str, prompt_tokens: int | None = None,
-            completion_tokens: int | None = None, seconds: float | None = None) -> bool:
+            completion_tokens: int | None = None, seconds: float | None = None,
+            stage_probabilities: Any = None) -> bool:
         """Store one answer (an ``Answer``: stage, stage_text, rules, rationale, flags,
         repaired, raw), committed when this returns. False (nothing written) when a
-        suggestion for this model, renderer, epoch and pass is already stored."""
+        suggestion for this model, renderer, epoch and pass is already stored.
+
+        ``stage_probabilities``: the model's five stage probabilities (``RuntimeAnswer.
+        stage_probabilities``: Stage or stage value -> probability, sum 1), or None when
+        unknown; a malformed distribution is a ValueError. Kept only with a stage."""
         if not isinstance(epoch, int) or isinstance(epoch, bool):
             raise TypeError(f"epoch must be a whole number, not {epoch!r}")
         if not 0 <= epoch < self.study.n_epochs:
             raise IndexError(f"epoch {epoch} is outside 0..{self.study.n_epochs - 1}")
         _check_key(model_id, renderer_version, pass_name)
         stage = _sleep_stage(getattr(answer, "stage", None))
+        probabilities = None
+        if stage_probabilities is not None:
+            probabilities = probabilities_from_json(stage_probabilities)
+            if probabilities is None:
+                raise ValueError(f"epoch {epoch}: not five stage probabilities summing to 1: "
+                                 f"{stage_probabilities!r}")
+            if stage is None:
+                probabilities = None
         stage_text = getattr(answer, "stage_text", None)
         if stage_text is None:
             stage_text = "" if stage is None else stage.value
@@ -109,12 +138,16 @@ class SuggestionStore:
                _json(_plain(getattr(answer, "repaired", None))),
                str(getattr(answer, "raw", "") or ""),
                _int_or_none(prompt_tokens), _int_or_none(completion_tokens),
-               _float_or_none(seconds), utc_now_iso())
+               _float_or_none(seconds), utc_now_iso(),
+               None if probabilities is None else probabilities[stage],
+               *((None,) * 5 if probabilities is None else
+                 tuple(probabilities[s] for s in SLEEP_STAGES)))
         with self.study.transaction("the AI suggestion") as conn:
             cur = conn.execute(
                 "INSERT INTO suggestions(model_id, renderer_version, epoch, pass, stage_text, "
                 "stage, rules, rationale, flags, repaired, raw, prompt_tokens, completion_tokens,"
-                " seconds, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                " seconds, created, stage_probability, p_w, p_n1, p_n2, p_n3, p_r) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(model_id, renderer_version, epoch, pass) DO NOTHING", row)
             return cur.rowcount == 1
 
@@ -237,19 +270,27 @@ def _best(found: list[Suggestion]) -> Suggestion | None:
         pass_name=FAST, stage=fast.stage, stage_text=fast.stage_text, rules=fast.rules,
         rationale=slow.rationale, flags=tuple(flags), repaired=fast.repaired, raw=fast.raw,
         prompt_tokens=fast.prompt_tokens, completion_tokens=fast.completion_tokens,
-        seconds=fast.seconds, created=fast.created, id=fast.id, rationale_pass_stage=slow.stage)
+        seconds=fast.seconds, created=fast.created, id=fast.id, rationale_pass_stage=slow.stage,
+        stage_probability=fast.stage_probability, stage_probabilities=fast.stage_probabilities)
 
 
 def _from_row(row: tuple) -> Suggestion:
     (sid, model_id, renderer_version, epoch, pass_name, stage_text, stage, rules, rationale,
-     flags, repaired, raw, prompt_tokens, completion_tokens, seconds, created) = row
+     flags, repaired, raw, prompt_tokens, completion_tokens, seconds, created,
+     stage_probability, *five) = row
+    probabilities = None
+    if stage is not None and all(p is not None for p in five):
+        probabilities = probabilities_from_json(dict(zip((s.value for s in SLEEP_STAGES), five)))
+    if probabilities is None:
+        stage_probability = None
     return Suggestion(
         epoch=epoch, model_id=model_id, renderer_version=renderer_version, pass_name=pass_name,
         stage=None if stage is None else Stage(stage), stage_text=stage_text,
         rules=tuple(str(r) for r in _loads(rules, [])), rationale=rationale,
         flags=tuple(str(f) for f in _loads(flags, [])), repaired=_loads(repaired, None),
         raw=raw, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        seconds=seconds, created=created, id=sid)
+        seconds=seconds, created=created, id=sid, stage_probability=stage_probability,
+        stage_probabilities=probabilities)
 
 
 def _check_key(model_id: object, renderer_version: object, pass_name: object) -> None:

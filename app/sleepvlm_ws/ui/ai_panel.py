@@ -1,6 +1,7 @@
 """AIPanel: what the model suggests for the epoch on screen, and the technologist's answer to it.
 
-Shows the model (name, version), the suggested stage in large type, one chip per cited rule
+Shows the model (name, version), the suggested stage in large type with the model's probability
+for it beside it ("N2 · 87 %", "—" when unknown; the tooltip lists all five), one chip per cited rule
 (its tooltip is the rule's title and text from the catalogue; an unknown rule or one that does
 not belong to the suggested stage is flagged), the rationale and, in plain words, anything the
 answer needed: a repair to be read, a flag. Buttons: Accept (Enter), Override (O, then a stage
@@ -31,7 +32,8 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, Q
 from ..core.evidence.claims import ClaimCheck
 from ..core.evidence.rules_check import CONTRADICTED, NOT_MEASURABLE, SUPPORTED, RuleCheck
 from ..core.rules import Rule
-from ..core.stages import Stage
+from ..core.stage_confidence import format_percent
+from ..core.stages import SLEEP_STAGES, Stage
 from ..core.suggestions import RATIONALE_DISAGREES, Suggestion
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
@@ -126,6 +128,28 @@ def rationale_only_flags(merged: Suggestion, fast: Suggestion | None) -> tuple[s
     if fast is None or merged.rationale is None or merged.pass_name != fast.pass_name:
         return ()
     return tuple(f for f in merged.flags if f not in fast.flags and f != RATIONALE_DISAGREES)
+
+
+def confidence_text(suggestion: Suggestion) -> str:
+    """``· 87 %``: the model's probability for its suggested stage (``· —`` when unknown)."""
+    p = suggestion.stage_probability if suggestion.stage is not None else None
+    return f"\u00b7 {format_percent(p)}"
+
+
+def confidence_tooltip(suggestion: Suggestion) -> str:
+    """The five stage probabilities, one per line, the suggested stage marked; or why none."""
+    probabilities = suggestion.stage_probabilities
+    if suggestion.stage is None:
+        return "The model named no stage."
+    if not probabilities or suggestion.stage_probability is None:
+        return ("The model's probability is unknown for this suggestion (scored before the "
+                "workstation kept it, or by a server that returns no token probabilities).")
+    lines = ["The model's probability for each stage:"]
+    for stage in SLEEP_STAGES:
+        mark = "  \u25c0 suggested" if stage is suggestion.stage else ""
+        lines.append(f"{stage.label}: {format_percent(probabilities.get(stage, 0.0))}{mark}")
+    lines.append("(from its token probabilities under the answer grammar)")
+    return "\n".join(lines)
 
 
 def rule_tooltip(rule_id: str, rule: Rule | None) -> str:
@@ -232,6 +256,18 @@ class AIPanel(QWidget):
         big.setPointSize(max(big.pointSize(), 9) * 3)
         big.setBold(True)
         self.stage_label.setFont(big)
+        self.confidence_label = self._plain_label()
+        self.confidence_label.setWordWrap(False)
+        light = QFont(big)
+        light.setBold(False)
+        self.confidence_label.setFont(light)
+        self.confidence_label.setStyleSheet("color: #a0a0a0;")
+        self.stage_row = QWidget()
+        row = QHBoxLayout(self.stage_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.stage_label)
+        row.addWidget(self.confidence_label)
+        row.addStretch(1)
         self.chip_box = QWidget()
         self.chip_layout = QGridLayout(self.chip_box)
         self.chip_layout.setContentsMargins(0, 0, 0, 0)
@@ -260,7 +296,7 @@ class AIPanel(QWidget):
         buttons = QHBoxLayout()
         for button in (self.accept_button, self.override_button, self.explain_button):
             buttons.addWidget(button)
-        for widget in (self.model_label, self.message, self.stage_label, self.chip_box,
+        for widget in (self.model_label, self.message, self.stage_row, self.chip_box,
                        self.checks_label, self.flags_label):
             layout.addWidget(widget)
         layout.addWidget(self.rationale, 1)
@@ -281,6 +317,8 @@ class AIPanel(QWidget):
         if self.suggestion is None:
             return self.message.text()
         stage = self.stage_label.text()
+        if self.suggestion.stage_probability is not None:
+            stage += " " + self.confidence_label.text()
         rules = ", ".join(self.suggestion.rules) or "no rules"
         return f"Suggested {stage} · {rules}"
 
@@ -302,7 +340,7 @@ class AIPanel(QWidget):
         self.suggestion = None
         self.message.setText(text)
         self.message.show()
-        self.stage_label.hide()
+        self.stage_row.hide()
         self._set_chips([], None, [], {})
         self._clear_checks()
         self.flags_label.hide()
@@ -327,9 +365,14 @@ class AIPanel(QWidget):
         self.message.hide()
         if suggestion.stage is not None:
             self.stage_label.setText(suggestion.stage.label)
+            self.confidence_label.setText(confidence_text(suggestion))
         else:
             self.stage_label.setText(f"? ({suggestion.stage_text or 'no stage'})")
-        self.stage_label.show()
+            self.confidence_label.setText("")
+        tip = confidence_tooltip(suggestion)
+        self.stage_label.setToolTip(tip)
+        self.confidence_label.setToolTip(tip)
+        self.stage_row.show()
         own_flags = [f for f in suggestion.flags if f not in rationale_flags]
         self._set_chips(list(suggestion.rules), suggestion, own_flags, rules)
         notes = []

@@ -192,6 +192,8 @@ class MainWindow(QMainWindow):
                      lambda: self.review.go_flagged(+1), ["F", "]"])
         self._action(review, "previous_flagged", "&Previous flagged epoch",
                      lambda: self.review.go_flagged(-1), ["Shift+F", "["])
+        self._action(review, "least_confident", "&Least confident flagged epoch (not reviewed)",
+                     self.review.go_least_confident, ["L"])
         review.addSeparator()
         self._action(review, "second_opinion", "Run &second opinion (YASA)",
                      self.review.run_second_opinion)

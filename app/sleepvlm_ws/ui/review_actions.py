@@ -3,7 +3,8 @@
 ``ReviewActions`` keeps the open session's ``core.review_queue.ReviewQueue`` up to date (from
 the model's stored suggestions, the stored second opinion and, once measured in this session,
 the signal evidence), marks flagged epochs on the hypnogram, moves to the next / previous
-flagged epoch and says "reviewed X of Y flagged". "Run second opinion" runs YASA and measures
+flagged epoch in time (F / ], Shift+F / [) or to the least confident one not yet reviewed (L:
+worst first) and says "reviewed X of Y flagged". "Run second opinion" runs YASA and measures
 the evidence in a QThread; the GUI thread stores the result (the study is used by one thread).
 "Accept all unflagged…" asks first, naming the count, then writes one audited transaction.
 """
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QMessageBox
 from ..core import second_opinion
 from ..core.render import RENDERER_VERSION
 from ..core.review_queue import ReviewQueue, build_queue, status_text
+from ..core.stage_confidence import format_percent
 from ..core.suggestions import SuggestionStore
 from ..errors import InputError
 from .loader import describe_failure
@@ -89,7 +91,7 @@ class ReviewActions(QObject):
 
     def update_actions(self) -> None:
         actions, has = self.window.menu_actions, self.session is not None
-        for name in ("next_flagged", "previous_flagged", "accept_unflagged"):
+        for name in ("next_flagged", "previous_flagged", "least_confident", "accept_unflagged"):
             if name in actions:
                 actions[name].setEnabled(has)
         if "second_opinion" in actions:
@@ -159,11 +161,36 @@ class ReviewActions(QObject):
             self._say("No more flagged epochs " + ("after" if direction > 0 else "before")
                       + " this one")
             return None
+        self._show_flagged(target)
+        return target
+
+    def go_least_confident(self) -> int | None:
+        """Move to the flagged epoch the model is least sure of among those not yet reviewed
+        (worst first, whatever the time); None when every flagged epoch is reviewed."""
+        session = self.session
+        if session is None:
+            return None
+        if self.queue is None or self._timer.isActive():
+            self.rebuild()
+        if self.queue is None or not self.queue.flagged:
+            self._say("No flagged epochs: run the model (and the second opinion) first"
+                      if self.queue is None or not self.queue.suggestions
+                      else "No flagged epochs")
+            return None
+        target = self.queue.next_least_confident(session.stages())
+        if target is None:
+            self._say("Every flagged epoch is reviewed")
+            return None
+        self._show_flagged(target)
+        return target
+
+    def _show_flagged(self, target: int) -> None:
         self.window.go_to(target)
         item = self.queue.item(target)
         if item is not None:
-            self._say(f"Flagged (priority {item.priority}): {item.describe()}")
-        return target
+            p = self.queue.confidence(target)
+            model = f", model {format_percent(p)}" if p is not None else ""
+            self._say(f"Flagged (priority {item.priority}{model}): {item.describe()}")
 
     # -- the second opinion --------------------------------------------------------------
     def run_second_opinion(self) -> bool:
@@ -233,6 +260,9 @@ class ReviewActions(QObject):
             self._say("Nothing to accept: every suggestion is flagged or already scored")
             return None
         checks = ["model answer flags", "N1", "stage changes"]
+        if any(getattr(s, "stage_probability", None) is not None
+               for s in self.queue.suggestions.values()):
+            checks.insert(0, "model confidence")
         criteria = self.queue.criteria
         if criteria.get("second_opinion"):
             checks.insert(0, "second opinion")

@@ -263,7 +263,8 @@ class ScoringWorker(QObject):
                               renderer_version=RENDERER_VERSION, pass_name=RATIONALE,
                               prompt_tokens=answer.prompt_tokens,
                               completion_tokens=answer.completion_tokens,
-                              seconds=answer.seconds)
+                              seconds=answer.seconds,
+                              stage_probabilities=getattr(answer, "stage_probabilities", None))
         except Exception as error:  # noqa: BLE001 - one line for the user, the worker goes on
             return one_line(target.recording_path, error)
         self.suggestion_ready.emit(epoch, str(target.study_path))

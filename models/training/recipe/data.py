@@ -34,10 +34,11 @@ class NightSpec:
     name: str
     seed: int
     hours: float = 0.0
-    fs: float = 0.0
+    fs: float = 0.0               # the generator's rate (the recording's rate without acquisition)
     roles: tuple[str, ...] = ROLES
     recording: str = ""           # real data: EDF path
     hypnogram: str = ""           # real data: hypnogram path
+    acquisition: bool = False     # record through a random hardware chain (core/synth/acquisition)
 
 
 def synthetic_specs(n_nights: int, seed: int, first_subject: int = 1000,
@@ -61,6 +62,39 @@ def synthetic_specs(n_nights: int, seed: int, first_subject: int = 1000,
         specs.append(NightSpec(name=f"synth-{first_subject + k}", seed=first_subject + k,
                                hours=float(rng.uniform(6.5, 8.5)) if hours is None else float(hours),
                                fs=fs, roles=roles))
+    return specs
+
+
+# Montages of the domain-randomised recipe (v2): a large share of one-EEG nights, as single-
+# channel studies and excerpts come (DREAMS, home devices), and Sleep-EDF's frontal + parietal
+# bipolar pair (Fpz-Cz in the F4 role, Pz-Oz in the O2 role, one EOG, chin).
+MONTAGES_V2 = (
+    (0.35, ROLES),
+    (0.35, ("C4-M1",)),
+    (0.08, ("F4-M1", "O2-M1", "LOC", "CHIN")),
+    (0.07, ("C4-M1", "LOC", "CHIN")),
+    (0.15, None),                 # one to three of F4/O2/LOC/ROC/chin left out
+)
+
+
+def randomised_specs(n_nights: int, seed: int, first_subject: int = 2000,
+                     hours: float | None = None) -> list[NightSpec]:
+    """The v2 recipe's nights: each subject recorded through its own random hardware chain
+    (``core.synth.acquisition``: electrode site and reference of the central EEG, gains, offsets,
+    hardware filters, 50-512 Hz, mains, coloured noise, movement and sweat artefacts, lead-off
+    stretches) with a montage from ``MONTAGES_V2``."""
+    rng = np.random.default_rng(seed)
+    weights = np.array([w for w, _ in MONTAGES_V2])
+    specs = []
+    for k in range(n_nights):
+        roles = MONTAGES_V2[int(rng.choice(len(MONTAGES_V2), p=weights / weights.sum()))][1]
+        if roles is None:
+            drop = set(rng.choice(["F4-M1", "O2-M1", "LOC", "ROC", "CHIN"], size=int(rng.integers(1, 4)),
+                                  replace=False))
+            roles = tuple(r for r in ROLES if r not in drop)
+        specs.append(NightSpec(name=f"synth-{first_subject + k}", seed=first_subject + k,
+                               hours=float(rng.uniform(6.5, 8.5)) if hours is None else float(hours),
+                               fs=512.0, roles=tuple(roles), acquisition=True))
     return specs
 
 
@@ -112,6 +146,15 @@ def _night_signals(spec: NightSpec):
         return signals, stages, n
     from sleepvlm_ws.core.synth.night import generate_night
 
+    if spec.acquisition:
+        from sleepvlm_ws.core.synth.acquisition import apply_acquisition, draw_acquisition
+
+        rng = np.random.default_rng([spec.seed, 7])
+        acq = draw_acquisition(rng)
+        night = generate_night(seed=spec.seed, hours=spec.hours, fs=512.0 if acq.fs > 256 else 256.0)
+        recorded, fs = apply_acquisition(night.signals, night.fs, acq, rng)
+        signals = {r: (recorded[r], fs) for r in spec.roles}
+        return signals, [Stage(s) for s in night.stages], len(night.stages)
     night = generate_night(seed=spec.seed, hours=spec.hours, fs=spec.fs)
     signals = {r: (night.signals[r], night.fs) for r in spec.roles}
     return signals, [Stage(s) for s in night.stages], len(night.stages)
@@ -129,6 +172,7 @@ def build_night(spec: NightSpec, out_dir: str | Path) -> dict:
     signals, stages, n = _night_signals(spec)
     evidence = measure_night(signals, n)
     duration = n * 30.0
+    recording_s = max(x.size / fs for x, fs in signals.values())   # the renderer's resampling grid
     images = np.zeros((n, 224, 448, 3), dtype=np.uint8)
     feats = np.zeros((n, N_ROLES, N_SECONDS, N_FEATURES), dtype=np.float16)
     fmask = np.zeros((n, N_ROLES), dtype=bool)
@@ -138,8 +182,10 @@ def build_night(spec: NightSpec, out_dir: str | Path) -> dict:
         for role, (x, fs) in signals.items():
             a, b = int(round(span.start_s * fs)), int(round(span.stop_s * fs))
             window[role] = (x[a:b], fs)
+        placed = ({"epoch_start_s": e * 30.0, "recording_s": recording_s}   # svlm-render-2
+                  if spec.acquisition else {})                            # v1: svlm-render-1
         traces = condition_epoch(EpochWindow(window, pad_s=PAD_S, pad_before_s=span.pad_before_s,
-                                             pad_after_s=span.pad_after_s))
+                                             pad_after_s=span.pad_after_s, **placed))
         images[e] = draw_epoch(traces)
         f, m = epoch_features(traces)
         feats[e], fmask[e] = f, m

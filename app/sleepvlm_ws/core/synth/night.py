@@ -14,15 +14,18 @@ from .cycles import Subject, draw_hypnogram, draw_subject
 
 EEG = ("F4-M1", "C4-M1", "O2-M1")
 # Per-stage RMS (uV) of background bands at the central lead; regional weights below.
-_BANDS = {  # stage: (delta 0.5-2, theta 4-7, beta 15-30, broadband 0.5-30)
-    Stage.W: (3.0, 3.0, 4.0, 5.0),
-    Stage.N1: (6.0, 9.0, 2.0, 5.0),
-    Stage.N2: (13.0, 9.0, 1.5, 5.0),
-    Stage.N3: (0.0, 8.0, 1.0, 5.0),   # delta set from the subject's slow-wave amplitude
-    Stage.R: (5.0, 8.0, 2.5, 5.0),
-    Stage.ARTEFACT: (6.0, 6.0, 6.0, 6.0),
-    Stage.UNSCORED: (6.0, 6.0, 2.0, 5.0),
+_BANDS = {  # stage: (delta 0.5-2, theta 4-7, beta 15-30, broadband 0.5-30, sigma 11-16)
+    Stage.W: (3.0, 3.0, 4.0, 5.0, 1.2),
+    Stage.N1: (6.5, 7.0, 2.0, 5.5, 1.2),
+    Stage.N2: (13.0, 9.0, 1.8, 5.0, 3.0),
+    Stage.N3: (0.0, 10.0, 2.0, 6.0, 3.0),  # delta set from the subject's slow-wave amplitude
+    Stage.R: (7.0, 6.0, 2.5, 6.0, 1.0),
+    Stage.ARTEFACT: (6.0, 6.0, 6.0, 6.0, 2.0),
+    Stage.UNSCORED: (6.0, 6.0, 2.0, 5.0, 1.5),
 }
+# The sigma column is the background of the spindle band between discrete spindles: real N2
+# carries several times the sigma power of wake even outside detected spindles (spindle-band
+# power is what "sigma" stagers, YASA included, read).
 # Spectral exponent of the aperiodic (1/f) background per stage (see wf.aperiodic_pair): flattest
 # in wake, steepening with NREM depth, REM in between (Lendner 2020; Schneider 2022, 1-40 Hz).
 _APERIODIC_EXPONENT = {Stage.W: 1.0, Stage.N1: 1.3, Stage.N2: 1.6, Stage.N3: 1.9, Stage.R: 1.45,
@@ -117,7 +120,7 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
     bands[Stage.N3] = (sw_rms, *_BANDS[Stage.N3][1:])
 
     gains = {name: _epoch_gain(stages, {s: bands[s][i] for s in bands}, fs, n)
-             for i, name in enumerate(("delta", "theta", "beta", "broad"))}
+             for i, name in enumerate(("delta", "theta", "beta", "broad", "sigma"))}
     # Slow-wave activity builds up over an N3 episode and fades at its end, varies from epoch to
     # epoch, and comes in waxing/waning trains, so slow waves fill from about a third to all of an
     # epoch (AASM N3: >= 20%); lighter in older subjects through their smaller slow waves.
@@ -126,9 +129,9 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
     gains["delta"] *= 1.0 + n3_time * (wf.slow_envelope(n, fs, rng, period_s=6.0, depth=0.6) - 1.0)
     # Weight of the steep (1/f^2) half of the aperiodic background, per epoch.
     steep = _epoch_gain(stages, {s: e - 1.0 for s, e in _APERIODIC_EXPONENT.items()}, fs, n)
-    alpha_on = {Stage.W: 1.0, Stage.N1: 0.08, Stage.N2: 0.05, Stage.N3: 0.03, Stage.R: 0.12,
+    alpha_on = {Stage.W: 1.0, Stage.N1: 0.08, Stage.N2: 0.08, Stage.N3: 0.06, Stage.R: 0.12,
                 Stage.ARTEFACT: 0.5, Stage.UNSCORED: 0.3}
-    alpha_gain = _epoch_gain(stages, alpha_on, fs, n) * subject.alpha_uv * 0.4
+    alpha_gain = _epoch_gain(stages, alpha_on, fs, n) * subject.alpha_uv * 0.5
     # Eyes open for stretches of wake: alpha blocked, blinks and REMs instead.
     eyes_open = (wf.slow_envelope(n, fs, rng, period_s=20.0, depth=1.0) > 1.45).astype(np.float32)
     eyes_open *= (_epoch_gain(stages, {s: float(s is Stage.W) for s in bands}, fs, n, 0.5) > 0.5)
@@ -141,7 +144,8 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
     alpha_gain += n1_time * fragments * 0.5 * subject.alpha_uv * 0.4
 
     shared = {b: wf.band_noise(n, fs, lo, hi, rng)
-              for b, (lo, hi) in {"delta": (0.5, 2.0), "theta": (4.0, 7.0), "beta": (15.0, 30.0)}.items()}
+              for b, (lo, hi) in {"delta": (0.5, 2.0), "theta": (4.0, 7.0), "beta": (15.0, 30.0),
+                                  "sigma": (11.0, 16.0)}.items()}
     shared_pink, shared_brown = wf.aperiodic_pair(n, fs, rng)
     alpha = wf.band_noise(n, fs, subject.alpha_hz - 0.8, subject.alpha_hz + 0.8, rng)
     alpha *= wf.slow_envelope(n, fs, rng, period_s=4.0, depth=0.4)
@@ -159,6 +163,7 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
         x = (gains["delta"] * delta[name]
              + wt * gains["theta"] * (0.6 * shared["theta"] + 0.4 * wf.band_noise(n, fs, 4.0, 7.0, rng))
              + wb * gains["beta"] * wf.band_noise(n, fs, 15.0, 30.0, rng)
+             + wt * gains["sigma"] * (0.6 * shared["sigma"] + 0.4 * wf.band_noise(n, fs, 11.0, 16.0, rng))
              + gains["broad"] * _aperiodic(steep, shared_pink, shared_brown, *wf.aperiodic_pair(n, fs, rng))
              + _ALPHA_REGION[name] * alpha_gain * alpha)
         out[name] = x.astype(np.float32)
@@ -255,7 +260,10 @@ def generate_night(seed: int = 0, hours: float = 8.0, fs: float = 256.0,
     t = np.arange(n, dtype=np.float64) / fs
     ecg = wf.ecg_artifact(n, fs, rng.uniform(55, 75), 1.0, rng)
     mains = np.sin(2 * np.pi * subject.mains_hz * t).astype(np.float32) if subject.mains_hz < fs / 2 else 0.0
-    drift_sos = wf.signal.butter(1, 0.08, fs=fs, output="sos")
+    # Slow electrode drift: second order at 0.05 Hz, so it stays below the 0.3-Hz high-pass of
+    # the display and of stagers (a first-order drift at 0.08 Hz leaked ~35% of wake's 0.4-30 Hz
+    # power into 0.4-1 Hz and made relaxed wake look like slow-wave activity to YASA).
+    drift_sos = wf.signal.butter(2, 0.05, fs=fs, output="sos")
     for name, x in out.items():
         x += subject.impedance_noise_uv * rng.standard_normal(n).astype(np.float32)
         x += subject.mains_uv * mains

@@ -19,8 +19,24 @@ STAGE_NAMES = [s.value for s in SLEEP_STAGES]       # W N1 N2 N3 R
 _YASA = {"W": "W", "WAKE": "W", "N1": "N1", "N2": "N2", "N3": "N3", "R": "R", "REM": "R"}
 
 
-def yasa_predict(night) -> list[str]:
-    """YASA's stage for every 30-s epoch of ``night`` (C4-M1 EEG, LOC EOG, chin EMG)."""
+def yasa_predict(night, eeg_only: bool = False, eeg: str = "C4-M1") -> list[str]:
+    """YASA's stage for every 30-s epoch of ``night``.
+
+    Parameters
+    ----------
+    night : SyntheticNight
+        The generated night.
+    eeg_only : bool
+        Give YASA the one EEG channel alone (as a single-channel recording is staged), not
+        C4-M1 + LOC + chin.
+    eeg : str
+        The EEG role to use.
+
+    Returns
+    -------
+    list of str
+        One of W, N1, N2, N3, R per epoch.
+    """
     import logging
 
     import mne
@@ -28,12 +44,13 @@ def yasa_predict(night) -> list[str]:
 
     mne.set_log_level("ERROR")
     logging.getLogger("yasa").setLevel(logging.ERROR)
-    roles = ["C4-M1", "LOC", "CHIN"]
+    roles = [eeg] if eeg_only else [eeg, "LOC", "CHIN"]
     data = np.vstack([night.signals[r].astype(np.float64) * 1e-6 for r in roles])  # uV -> V
-    info = mne.create_info(roles, night.fs, ch_types=["eeg", "eog", "emg"])
+    info = mne.create_info(roles, night.fs, ch_types=["eeg", "eog", "emg"][:len(roles)])
     raw = mne.io.RawArray(data, info, verbose=False)
     meta = {"age": int(night.subject.age), "male": True}
-    sls = yasa.SleepStaging(raw, eeg_name="C4-M1", eog_name="LOC", emg_name="CHIN", metadata=meta)
+    sls = yasa.SleepStaging(raw, eeg_name=eeg, eog_name=None if eeg_only else "LOC",
+                            emg_name=None if eeg_only else "CHIN", metadata=meta)
     pred = sls.predict()
     # yasa >= 0.7 returns a Hypnogram ("WAKE", "REM", ...); older versions an array of "W", "R".
     labels = pred.hypno.astype(str).tolist() if hasattr(pred, "hypno") else [str(p) for p in pred]
@@ -75,15 +92,16 @@ def confusion(truth: list[str], pred: list[str]) -> np.ndarray:
     return cm
 
 
-def yasa_agreement(night) -> dict:
-    """Agreement of YASA with the generator's hypnogram for one night.
+def yasa_agreement(night, eeg_only: bool = False) -> dict:
+    """Agreement of YASA with the generator's hypnogram for one night (``eeg_only``: YASA sees
+    the central EEG alone, see ``yasa_predict``).
 
     Returns kappa, accuracy, per-stage recall, precision, one-vs-rest kappa ("stage_kappa") and
     n (the generator's epoch counts), the confusion matrix (rows generator, columns YASA, order
     ``labels``) and YASA's predicted labels.
     """
     truth = [s.value for s in night.stages]
-    pred = yasa_predict(night)
+    pred = yasa_predict(night, eeg_only=eeg_only)
     keep = [i for i, t in enumerate(truth) if t in STAGE_NAMES]
     truth = [truth[i] for i in keep]
     pred = [pred[i] for i in keep]
@@ -120,15 +138,41 @@ def format_table(rows: list[tuple[int, dict, float]]) -> str:
     return "\n".join(lines)
 
 
-def run(seeds: list[int], hours: float = 8.0, fs: float = 256.0) -> list[tuple[int, dict, float]]:
+def recorded(night, seed: int):
+    """``night`` recorded through a random acquisition chain (core/synth/acquisition: central
+    electrode site and reference, gains, hardware filters, mains, noise, artefacts) at a rate
+    YASA is run at in the workstation (>= 100 Hz), as a new SyntheticNight; and the chain."""
+    from dataclasses import replace
+
+    from .acquisition import apply_acquisition, draw_acquisition
+
+    rng = np.random.default_rng([seed, 11])
+    acq = draw_acquisition(rng)
+    while acq.fs < 100 or acq.fs > night.fs:
+        acq = draw_acquisition(rng)
+    signals, fs = apply_acquisition(night.signals, night.fs, acq, rng)
+    return replace(night, signals=signals, fs=fs), acq
+
+
+def run(seeds: list[int], hours: float = 8.0, fs: float = 256.0, eeg_only: bool = False,
+        acquisition: bool = False, log=None) -> list[tuple[int, dict, float]]:
+    """Generate one night per seed and judge it with YASA; rows of (seed, agreement, seconds).
+
+    ``acquisition``: record each night through a random hardware chain first (``recorded``);
+    ``log(line)`` is told each chain.
+    """
     from .night import generate_night
 
     rows = []
     for seed in seeds:
         t0 = time.perf_counter()
         night = generate_night(seed=seed, hours=hours, fs=fs)
+        if acquisition:
+            night, acq = recorded(night, seed)
+            if log:
+                log(f"seed {seed}: {acq.describe()}")
         gen_s = time.perf_counter() - t0
-        rows.append((seed, yasa_agreement(night), gen_s))
+        rows.append((seed, yasa_agreement(night, eeg_only=eeg_only), gen_s))
     return rows
 
 
@@ -137,8 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--hours", type=float, default=8.0)
     ap.add_argument("--fs", type=float, default=256.0)
+    ap.add_argument("--eeg-only", action="store_true", help="YASA sees the central EEG alone")
+    ap.add_argument("--acquisition", action="store_true",
+                    help="record each night through a random hardware chain first (needs --fs >= 256)")
     a = ap.parse_args(argv)
-    print(format_table(run(a.seeds, a.hours, a.fs)))
+    print(f"YASA input: {'central EEG only' if a.eeg_only else 'C4-M1 + LOC + chin'}; "
+          f"{len(a.seeds)} nights of {a.hours:g} h generated at {a.fs:g} Hz"
+          + ("; each recorded through a random acquisition chain" if a.acquisition else ""))
+    print(format_table(run(a.seeds, a.hours, a.fs, eeg_only=a.eeg_only, acquisition=a.acquisition,
+                           log=print)))
 
 
 if __name__ == "__main__":
