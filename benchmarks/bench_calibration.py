@@ -215,7 +215,7 @@ def plot(panels: list[tuple[str, object]], path: Path) -> None:
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("accuracy")
         ax.set_title(f"{title}\nn={cal.n}, ECE {cal.ece:.3f}", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="center left")
         hist.bar(mids, [b.count for b in cal.bins], width=width * 0.9, color="#a0a0a0")
         hist.set_yscale("log")
         hist.set_ylim(bottom=0.8)
@@ -297,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{args.hours:g} h)", rows, args.bins)
             print("\n".join(lines), flush=True)
             pooled += rows
-        lines, cal = report(f"generated nights pooled (seeds {', '.join(map(str, args.seeds))})",
-                            pooled, args.bins)
-        print("\n".join(lines), flush=True)
-        if cal is not None:
-            panels.append((f"generated, seeds {', '.join(map(str, args.seeds))}", cal))
+        if args.seeds:
+            lines, cal = report(f"generated nights pooled (seeds {', '.join(map(str, args.seeds))})",
+                                pooled, args.bins)
+            print("\n".join(lines), flush=True)
+            if cal is not None:
+                panels.append((f"generated, seeds {', '.join(map(str, args.seeds))}", cal))
 
         if args.dev:
             from sleepvlm_ws.core.evaluate import find_scored_studies, is_dreams_recording

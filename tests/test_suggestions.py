@@ -311,6 +311,15 @@ def test_the_stage_probabilities_are_stored_and_read_back(tmp_path):
         accept(s, 2, store.get(2, MODEL, RV), "amy")
         assert "stage_probability" not in s.audit_events()[-1].payload["suggestion"]
         assert s.verify().ok
+        # the JSON export carries the trail, so the probability the decision was made on
+        import json
+
+        from sleepvlm_ws.core.export import export_study
+
+        out = export_study(s, "json", tmp_path / "s.json", scorer="amy")
+        refs = [e["payload"]["suggestion"] for e in json.loads(out.read_text())["audit"]
+                if "suggestion" in e["payload"]]
+        assert [r.get("stage_probability") for r in refs] == [0.8, None]
     conn = sqlite3.connect(path)
     try:                                                 # the columns are checked
         with pytest.raises(sqlite3.IntegrityError):

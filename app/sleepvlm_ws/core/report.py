@@ -13,6 +13,7 @@ report is recorded in the study's audit trail.
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Iterable
@@ -179,8 +180,11 @@ def _page_agreement(c: ReportContent):
     if c.model is not None:
         lines.append(f"Model: {c.model.label} · id {c.model.model_id[:12]} · renderer "
                      f"{c.model.renderer_version}")
+        # whole sentences, wrapped: the card's safety sentence is never cut off
         if c.model.provenance:
-            lines.append(f"Provenance: {_clip(c.model.provenance, 100)}")
+            lines += textwrap.wrap(f"Provenance: {c.model.provenance}", 100)
+        if c.model.real_data:
+            lines += textwrap.wrap(f"Real recordings: {c.model.real_data}", 100)
     a = c.agreement
     if a is None:
         lines.append(c.agreement_problem or "No epoch can be compared.")

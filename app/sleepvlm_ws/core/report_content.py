@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import InputError
 from .agreement import Agreement, NoCommonEpochsError, agreement
 from .audit import EXPORT, IMPORT
 from .export import study_hypnogram
@@ -41,6 +42,7 @@ class ModelInfo:
     label: str                 # "name version (quantisation)" or what the run recorded
     provenance: str | None     # the provenance line of the pack's model card
     found_pack: bool           # the pack is installed here (else label comes from the audit)
+    real_data: str | None = None   # the card's "Real data:" paragraph: what it scored on real EEG
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,62 @@ class ReportContent:
 _PROVENANCE = re.compile(r"^[\s>*_\-]*provenance[*_]*\s*:[*_]*\s*(.+?)\s*$", re.IGNORECASE)
 
 
-def model_card_provenance(text: str) -> str | None:
-    """The card's provenance line: a line ``Provenance: ...`` (markdown list or bold marks
-    allowed); failing that, its first line of prose (not a heading). None for an empty card."""
+_REAL_DATA = re.compile(r"^[\s>*_\-]*real data[*_]*\s*:[*_]*\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def _paragraph(lines: list[str], start: int, first: str) -> str:
+    """``first`` and the lines that continue its paragraph (up to a blank line or a heading)."""
+    parts = [first]
+    for line in lines[start + 1:]:
+        if not line.strip() or line.lstrip().startswith(("#", "|", "---", "```")):
+            break
+        parts.append(line.strip())
+    return " ".join(parts).strip("*_ ")
+
+
+def model_card_real_data(text: str) -> str | None:
+    """The card's ``Real data: ...`` paragraph (what the model scored on real recordings), or None.
+
+    Parameters
+    ----------
+    text : str
+        The model card (markdown).
+
+    Returns
+    -------
+    str or None
+        The whole paragraph on one line.
+    """
     lines = text.splitlines()
-    for line in lines:
+    for i, line in enumerate(lines):
+        m = _REAL_DATA.match(line)
+        if m:
+            return _paragraph(lines, i, m.group(1))
+    return None
+
+
+def pack_card_summary(pack_dir: str | Path) -> tuple[str | None, str | None]:
+    """(provenance, real data) paragraphs of the model card of the pack at ``pack_dir``; None
+    for what the card does not say or when it cannot be read."""
+    from .model_pack import load_manifest
+
+    try:
+        card = load_manifest(pack_dir).model_card_path
+        text = card.read_text(encoding="utf-8") if card is not None else ""
+    except (OSError, UnicodeDecodeError, ValueError, InputError):
+        return None, None
+    return model_card_provenance(text), model_card_real_data(text)
+
+
+def model_card_provenance(text: str) -> str | None:
+    """The card's provenance line: the paragraph starting ``Provenance: ...`` (markdown list or
+    bold marks allowed), whatever its line breaks; failing that, its first line of prose (not a
+    heading). None for an empty card."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         m = _PROVENANCE.match(line)
         if m:
-            return m.group(1).strip("*_ ")
+            return _paragraph(lines, i, m.group(1))
     for line in lines:
         if line.strip() and not line.lstrip().startswith(("#", "---", "```")):
             return line.strip().lstrip("-* ").strip()
@@ -100,14 +150,15 @@ def describe_model(study: Study, model_id: str, renderer_version: str,
     for manifest in list_packs(search_dirs):
         if manifest.files["lm"].sha256 != model_id:
             continue
-        provenance = None
+        provenance = real = None
         card = manifest.model_card_path
         if card is not None:
             try:
-                provenance = model_card_provenance(card.read_text(encoding="utf-8"))
+                text = card.read_text(encoding="utf-8")
+                provenance, real = model_card_provenance(text), model_card_real_data(text)
             except (OSError, UnicodeDecodeError):
-                provenance = None
-        return ModelInfo(model_id, renderer_version, manifest.label, provenance, True)
+                provenance = real = None
+        return ModelInfo(model_id, renderer_version, manifest.label, provenance, True, real)
     label = ""
     for event in study.audit_events():
         if event.kind == AI_RUN_STARTED and event.payload.get("model_id") == model_id:
@@ -206,6 +257,8 @@ def _header(study: Study, *, author: str, deidentify: bool, model: ModelInfo | N
                      + ("" if model.found_pack else " (pack not installed here)")))
         if model.provenance:
             rows.append(("Provenance", model.provenance))
+        if model.real_data:
+            rows.append(("Real recordings", model.real_data))
     return rows
 
 

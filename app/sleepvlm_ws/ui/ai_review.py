@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
 from ..core.evidence.claims import check_claims
 from ..core.evidence.rules_check import check_suggestion, hypnogram_neighbours
 from ..core.render import RENDERER_VERSION
+from ..core.report_content import pack_card_summary
 from ..core.rules import load_rules
 from ..core.session import ScoringSession
 from ..core.stages import Stage
@@ -169,6 +170,12 @@ class AIReview(QObject):
 
     def _on_model_loaded(self, label: str) -> None:
         self.panel.set_model(label, self.controller.model_id)
+        # what the card says the model is and how it scored on real recordings, in plain sight
+        provenance, real = pack_card_summary(self.settings.last_pack) if self.settings.last_pack else (None, None)
+        if real:
+            self.panel.model_label.setText(f"{self.panel.model_label.text()}\nReal EEG: {real}")
+        self.panel.model_label.setWordWrap(True)
+        self.panel.model_label.setToolTip("\n\n".join(t for t in (provenance, real and f"Real data: {real}") if t))
         self._say(f"Model loaded: {label}")
         self.refresh()
         self.update_actions()
