@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app"))
 
+from provenance import git_commit  # noqa: E402
 from sleepvlm_ws.core.formats import import_hypnogram  # noqa: E402
 from sleepvlm_ws.core.synth.architecture import (  # noqa: E402
     ORDER, architecture, consensus, read_dreem_scoring, row_normalised, summarise, trim_wake)
@@ -58,15 +58,6 @@ def generated_nights(seeds: int, hours: float) -> list[list]:
     return [draw_hypnogram(np.random.default_rng(seed), hours) for seed in range(seeds)]
 
 
-def _git() -> str:
-    try:
-        c = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return c + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _cell(s) -> str:
@@ -80,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(f"# bench_synth_architecture — machine: {platform.node()} ({platform.machine()}, "
           f"{platform.processor() or platform.system()}), Python {platform.python_version()}; "
-          f"git {_git()}; {dt.datetime.now().isoformat(timespec='seconds')}")
+          f"git {git_commit()}; {dt.datetime.now().isoformat(timespec='seconds')}")
     if not DATA.is_dir():
         print(f"SKIP: real hypnograms not found at {DATA} (../shared/data is absent)")
         return 0

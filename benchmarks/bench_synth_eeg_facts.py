@@ -18,7 +18,6 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from scipy import signal
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app"))
 
+from provenance import git_commit  # noqa: E402
 from sleepvlm_ws.core.stages import Stage  # noqa: E402
 from sleepvlm_ws.core.synth import generate_night  # noqa: E402
 
@@ -36,15 +36,6 @@ BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 12.0), "sigma"
          "beta": (16.0, 30.0)}
 
 
-def _commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _slope(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> float:
@@ -158,7 +149,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     head = [f"bench_synth_eeg_facts  {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  "
-            f"commit {_commit()}",
+            f"commit {git_commit()}",
             f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
             f"nights: seeds {' '.join(map(str, a.seeds))}, {a.hours:g} h at {a.fs:g} Hz; lead C4-M1", ""]
     text = "\n".join(head + table(measure(a.seeds, a.hours, a.fs)))
