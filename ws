@@ -9,9 +9,11 @@ cd "$(dirname "$0")"
 VENV="${SLEEPVLM_WS_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
-# Debian packages Qt needs: the offscreen platform (tests) and the X11 platform (a real desktop).
-QT_DEBS_OFFSCREEN="libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0"
-QT_DEBS_DESKTOP="libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1"
+# Debian packages Qt needs: the offscreen platform (tests) and the X11 platform (a real desktop;
+# the tests need it too, since they build the desktop bundle, which collects those libraries).
+qt_debs() { sed -n "s/^$1: *//p" packaging/linux/debian-qt-libs.txt; }
+QT_DEBS_OFFSCREEN="$(qt_debs offscreen)"
+QT_DEBS_DESKTOP="$(qt_debs desktop)"
 
 need_debs() {
   local missing=()
@@ -28,8 +30,7 @@ need_debs() {
 setup() {  # $1: pip extras ("" or "test")
   local extras="$1" stamp
   if command -v dpkg >/dev/null; then
-    need_debs $QT_DEBS_OFFSCREEN
-    [ "$extras" = "test" ] || need_debs $QT_DEBS_DESKTOP
+    need_debs $QT_DEBS_OFFSCREEN $QT_DEBS_DESKTOP
   fi
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   stamp="$VENV/.ws-installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"

@@ -11,6 +11,7 @@ import pytest
 
 from sleepvlm_ws.core.evidence import (EpochEvidence, check_rule, derive_rules, measure_night, measure_recording,
                                        rationale_sentences, write_rationale)
+from sleepvlm_ws.core.evidence.detectors import SLOW_WAVE_PTP_UV
 from sleepvlm_ws.core.montage import auto_montage
 from sleepvlm_ws.core.recording import Recording
 from sleepvlm_ws.core.stages import Stage
@@ -266,7 +267,14 @@ def test_measure_recording_reads_the_montage_from_a_real_edf(tmp_path, synthetic
         ev = measure_recording(rec, montage)
     direct = measure_night({r: (x, night.fs) for r, x in night.signals.items()}, len(night.stages))
     assert len(ev) == len(night.stages)
-    for a, b in zip(ev, direct):
-        assert a.slow_wave_seconds == pytest.approx(b.slow_wave_seconds, abs=1.0)
+    # The EDF stores 0.1 uV steps, so a wave whose peak-to-peak lies within a few steps of the
+    # detector's 75 uV threshold may fall on either side of it: only such waves (which may run
+    # into the next epoch) may make the two counts differ.
+    def borderline_seconds(evidence, k):
+        return sum(w[2] for e in evidence[max(0, k - 1):k + 1] for w in e.slow_waves
+                   if abs(w[1] - SLOW_WAVE_PTP_UV) < 0.5)
+    for k, (a, b) in enumerate(zip(ev, direct)):
+        allowed = 0.02 + max(borderline_seconds(ev, k), borderline_seconds(direct, k))
+        assert abs(a.slow_wave_seconds - b.slow_wave_seconds) <= allowed, k
         assert a.alpha_fraction == pytest.approx(b.alpha_fraction, abs=0.1)
         assert a.measurable == b.measurable

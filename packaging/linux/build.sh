@@ -129,6 +129,22 @@ sed -e "s/@VERSION@/$("$VPY" -c 'import sleepvlm_ws; print(sleepvlm_ws.__version
     -e "s/@DATE@/$(date -u +%Y-%m-%d)/" -e "s/@GLIBC@/$glibc/" "$PKG/README-bundle.txt" >"$OUTDIR/README-bundle.txt"
 "$VPY" "$PKG/collect_licences.py" "$OUTDIR/licences" >&2
 
+# -- 4b. the X11 window: Qt's xcb plugin finds every library it links in the bundle, except the few
+#        every desktop has (docs/PACKAGING.md, "System libraries still needed")
+say "X11 check: the libraries Qt's xcb platform plugin links are inside the bundle"
+SYSTEM_LIBS=" libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libGL.so.1 libEGL.so.1 libOpenGL.so.0 libGLX.so.0 libxcb.so.1 "
+lacking=()
+for elf in "$OUTDIR"/_internal/PySide6/Qt/plugins/platforms/libqxcb.so "$OUTDIR"/_internal/PySide6/Qt/lib/libQt6XcbQpa.so.6; do
+  [ -f "$elf" ] || die "the bundle has no $(basename "$elf"): Qt's xcb platform was not collected"
+  for lib in $(objdump -p "$elf" | awk '$1 == "NEEDED" {print $2}'); do
+    case "$SYSTEM_LIBS" in *" $lib "*) continue ;; esac
+    [ -n "$(find "$OUTDIR/_internal" -name "$lib" -print -quit)" ] || lacking+=("$lib")
+  done
+done
+if [ ${#lacking[@]} -gt 0 ]; then
+  die "the bundle lacks $(printf '%s\n' "${lacking[@]}" | sort -u | tr '\n' ' ')(this build machine does not have them, so PyInstaller could not collect them; Debian: apt-get install $(sed -n 's/^desktop: *//p' "$HERE/debian-qt-libs.txt"))"
+fi
+
 # -- 5. portability: no AVX-512 in what ships -----------------------------------------------------
 say "portability check (AVX-512 uses zmm registers; a -march=native build on this CPU would use them):"
 bad=0

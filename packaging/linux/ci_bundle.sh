@@ -5,7 +5,8 @@
 # run (docs/PACKAGING.md has the cost: about 7 minutes on 2 cores the first time, most of it
 # compiling llama.cpp, under 2 minutes after). As root on Debian/Ubuntu it installs what it lacks:
 # the build tools (cmake, g++, binutils) and what the smoke test's X11 and .desktop checks use
-# (xvfb, xauth, desktop-file-utils).
+# (xvfb, xauth, desktop-file-utils), and Qt's X11 libraries (debian-qt-libs.txt), which the bundle
+# carries.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
@@ -14,6 +15,13 @@ for tool in cmake:cmake c++:g++ objdump:binutils Xvfb:xvfb xauth:xauth \
             desktop-file-validate:desktop-file-utils; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
 done
+# Qt's xcb platform libraries: PyInstaller collects them from this machine into the bundle, so a
+# build machine without them makes a bundle that cannot open a window (the smoke test's X11 check).
+if command -v dpkg >/dev/null; then
+  for deb in $(sed -n 's/^desktop: *//p' "$HERE/debian-qt-libs.txt"); do
+    dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb")
+  done
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "ci_bundle: installing ${missing[*]}" >&2

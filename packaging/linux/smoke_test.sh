@@ -172,7 +172,7 @@ if command -v xvfb-run >/dev/null; then
     >"$T/x11.log" 2>&1; rc=$?
   check "X11 window under Xvfb (xcb platform plugin, exit $rc, screenshot)" \
     bash -c "[ $rc = 0 ] && head -c 8 '$T/x11.png' 2>/dev/null | grep -q PNG"
-  [ "$rc" = 0 ] || tail -5 "$T/x11.log"
+  [ "$rc" = 0 ] || tail -12 "$T/x11.log"
 else
   echo "smoke: (no xvfb-run here: the X11 window check is left out)"
 fi
