@@ -1,8 +1,8 @@
 """Calibration of a pack's stage probabilities: expected calibration error and the reliability table.
 
 Each epoch's suggestion carries the model's probability for the stage it suggested
-(``core.stage_confidence``: read from the token probabilities under the answer grammar, stored in
-the study); against the reference hypnogram it is right or wrong. ``core.calibration`` bins the
+(``core.model.stage_confidence``: read from the token probabilities under the answer grammar, stored in
+the study); against the reference hypnogram it is right or wrong. ``core.trust.calibration`` bins the
 confidences in equal-width bins and prints, per recording and pooled: epochs, accuracy, mean
 confidence, ECE, MCE, the multi-class Brier score, the reliability table, how many suggestions
 fall below the review queue's ``MODEL_LOW_CONFIDENCE`` and how right they are, and how often the
@@ -12,7 +12,7 @@ Generated nights: held-out generator seeds (default 9101, full six-role montage 
 9104, a single central EEG C3-A1 at 100 Hz, as in the default pack's model card), ``--hours``
 each, written as EDF+ with their hypnogram in a temporary folder (by a child process: opening an
 EDF that this process wrote can make pyedflib read zeros, see models/training/evaluate_heldout.py)
-and scored through ``core.evaluate.evaluate_recording`` (ScoringRun, fast pass, the answer grammar).
+and scored through ``core.pipeline.evaluate.evaluate_recording`` (ScoringRun, fast pass, the answer grammar).
 
 ``--dev`` also scores the DREAMS dev excerpts (``--data``, default ../shared/data/dreams-dev;
 real EEG, expert R&K stages mapped to AASM, licence CC BY-NC-ND: evaluation only, nothing
@@ -98,8 +98,8 @@ def write_subject(seed: int, hours: float, out: Path) -> None:
     import numpy as np
     import pyedflib
 
-    from sleepvlm_ws.core.formats.edf_plus import LABELS
-    from sleepvlm_ws.core.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats.edf_plus import LABELS
+    from sleepvlm_ws.core.base.hypnogram import Hypnogram
     from sleepvlm_ws.core.synth.night import EDF_LABELS, generate_night
 
     fs, labels, _what = SUBJECTS[seed]
@@ -123,12 +123,12 @@ def write_subject(seed: int, hours: float, out: Path) -> None:
 def score(recording: Path, reference: Path, runtime, study: Path) -> tuple[list, float]:
     """(rows, seconds): one row per epoch with a reference sleep stage and a suggestion:
     (reference Stage, suggested Stage or None, the suggestion's probability or None, five)."""
-    from sleepvlm_ws.cli import _Progress
-    from sleepvlm_ws.core.evaluate import evaluate_recording
-    from sleepvlm_ws.core.render import RENDERER_VERSION
-    from sleepvlm_ws.core.stages import Stage
-    from sleepvlm_ws.core.study import Study
-    from sleepvlm_ws.core.suggestions import FAST, SuggestionStore
+    from sleepvlm_ws.cli.common import Progress as _Progress
+    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
+    from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+    from sleepvlm_ws.core.base.stages import Stage
+    from sleepvlm_ws.core.study.study import Study
+    from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore
 
     bar = _Progress(recording.name)
     try:
@@ -153,8 +153,8 @@ def score(recording: Path, reference: Path, runtime, study: Path) -> tuple[list,
 
 def report(title: str, rows: list, n_bins: int) -> tuple[list[str], object]:
     """Printed lines for ``rows`` and the Calibration (None when no row has a probability)."""
-    from sleepvlm_ws.core.calibration import calibrate, format_table
-    from sleepvlm_ws.core.review_queue import MODEL_LOW_CONFIDENCE
+    from sleepvlm_ws.core.trust.calibration import calibrate, format_table
+    from sleepvlm_ws.core.review.review_queue import MODEL_LOW_CONFIDENCE
 
     known = [r for r in rows if r[2] is not None]
     no_stage = sum(1 for r in rows if r[1] is None)
@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import llama_cpp as llama
 
-    from sleepvlm_ws.core.model_pack import verify_pack
-    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.core.model.model_pack import verify_pack
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
 
     manifest = verify_pack(args.pack)
     when = datetime.now(timezone.utc)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
               f"llama-cpp-python {llama.__version__}",
               f"pack: {manifest.label} at {args.pack}; lm sha256 {runtime.model_id[:12]}",
               "confidence: the stored probability of the suggested stage (fast pass, answer "
-              "grammar; core/stage_confidence.py)",
+              "grammar; core/model/stage_confidence.py)",
               "generator: core/synth of this tree ("
               + ("changed since HEAD: not the generator the pack was trained on"
                  if _run(["git", "status", "--porcelain", "app/sleepvlm_ws/core/synth"])
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 panels.append((f"generated, seeds {', '.join(map(str, args.seeds))}", cal))
 
         if args.dev:
-            from sleepvlm_ws.core.evaluate import find_scored_studies, is_dreams_recording
+            from sleepvlm_ws.core.pipeline.evaluate import find_scored_studies, is_dreams_recording
 
             pairs = ([(r, h) for r, h in find_scored_studies(args.data) if is_dreams_recording(r)]
                      if args.data.is_dir() else [])

@@ -12,7 +12,7 @@ K complexes and REMs are scored inside the stage they were planted in (N2, R) fo
 detectors: the generator adds unlisted eye movements in wake and unlisted slow waves in N3.
 yasa runs without a hypnogram (as ours does), and for spindles / REMs also with the true one.
 
-The last table measures the per-epoch evidence cache (core.evidence.epoch_cache, what the UI
+The last table measures the per-epoch evidence cache (core.trust.evidence.epoch_cache, what the UI
 uses) against the whole-night measurement: milliseconds per epoch and agreement.
 
 Run: .venv/bin/python benchmarks/bench_detectors.py [nights=3] [hours=8]
@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepvlm_ws.core.evidence import detectors as det
-from sleepvlm_ws.core.evidence import measure_night
-from sleepvlm_ws.core.evidence.epoch_cache import EvidenceCache
-from sleepvlm_ws.core.evidence.rules_check import SLOW_WAVE_N3_S
-from sleepvlm_ws.core.montage import auto_montage
-from sleepvlm_ws.core.recording import Recording
-from sleepvlm_ws.core.stages import EPOCH_SECONDS, Stage
+from sleepvlm_ws.core.trust.evidence import detectors as det
+from sleepvlm_ws.core.trust.evidence import measure_night
+from sleepvlm_ws.core.trust.evidence.epoch_cache import EvidenceCache
+from sleepvlm_ws.core.trust.evidence.rules_check import SLOW_WAVE_N3_S
+from sleepvlm_ws.core.signals.montage import auto_montage
+from sleepvlm_ws.core.signals.recording import Recording
+from sleepvlm_ws.core.base.stages import EPOCH_SECONDS, Stage
 from sleepvlm_ws.core.synth import generate_night, write_night_edf
 from sleepvlm_ws.core.synth import waveforms as wf
 

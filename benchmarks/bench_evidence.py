@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from sleepvlm_ws.core.evidence import derive_rules, measure_night, write_rationale
+from sleepvlm_ws.core.trust.evidence import derive_rules, measure_night, write_rationale
 from sleepvlm_ws.core.synth import generate_night
 
 

@@ -8,7 +8,7 @@ full grammar), in these set-ups:
 - ``no reuse``: ``LocalRuntime(keep_prompt_cache=False)``: everything evaluated per request;
 - ``prompt KV``: the system prompt's KV cells kept between requests;
 - ``prompt KV + images``: also the vision encoder's output kept (each image serves 3 requests);
-  this is the workstation's set-up, stage probabilities included (``core.stage_confidence``);
+  this is the workstation's set-up, stage probabilities included (``core.model.stage_confidence``);
 - ``prompt KV + images, no confidence``: the same without the stage probabilities, so the two
   rows give their cost per epoch (the answers are the same).
 
@@ -80,9 +80,9 @@ def machine_notes(n_threads: int, n_gpu_layers: int) -> list[str]:
 
 def epoch_images(n_epochs: int):
     """EpochImages for epochs 0..n-1 of a synthetic night (edges included)."""
-    from sleepvlm_ws.core.render import PAD_S, EpochWindow, epoch_window_span, render_png
-    from sleepvlm_ws.core.request import request_images
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.signals.render import PAD_S, EpochWindow, epoch_window_span, render_png
+    from sleepvlm_ws.core.model.request import request_images
+    from sleepvlm_ws.core.base.stages import Stage
     from sleepvlm_ws.core.synth import generate_night
 
     cycle = [Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.N3, Stage.N2, Stage.R]
@@ -123,7 +123,7 @@ class StockRunner:
         from llama_cpp.llama_chat_format import MTMDChatHandler
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        from sleepvlm_ws.core.model_pack import verify_pack
+        from sleepvlm_ws.core.model.model_pack import verify_pack
 
         m = verify_pack(pack)
         self.prompt = m.system_prompt()
@@ -138,7 +138,7 @@ class StockRunner:
     def suggest(self, images, *, rationale: bool, max_tokens: int):
         from llama_cpp._utils import suppress_stdout_stderr
 
-        from sleepvlm_ws.core.request import build_messages
+        from sleepvlm_ws.core.model.request import build_messages
 
         with suppress_stdout_stderr(disable=False):   # the stock handler lets libmtmd log
             out = self.llama.create_chat_completion(
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the cost of a trained model, whose tokens pass the grammar check at once")
     args = parser.parse_args(argv)
 
-    from sleepvlm_ws.core.model_pack import verify_pack
-    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.core.model.model_pack import verify_pack
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
 
     pack = args.pack or default_tiny_pack()
     manifest = verify_pack(pack)

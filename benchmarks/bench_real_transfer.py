@@ -3,8 +3,8 @@
 A standing measurement of how packs trained on synthetic PSG do on real sleep. For each pack
 given (``--pack``, repeatable; default ``models/default``) and for YASA's pretrained stager on
 the same epochs, each DREAMS excerpt (``excerptN.txt`` + ``Hypnogram_excerptN.txt``, read by
-core/dreams.py through a temporary EDF+) goes through ``core.evaluate.evaluate_recording``
-(kappa and the rest from core/agreement.py), and a plain-text table gives per excerpt and pooled:
+core/signals/dreams.py through a temporary EDF+) goes through ``core.pipeline.evaluate.evaluate_recording``
+(kappa and the rest from core/trust/agreement.py), and a plain-text table gives per excerpt and pooled:
 epochs, channel, rate, Cohen's kappa, accuracy, macro-F1 and the recall of W N1 N2 N3 R.
 
 YASA needs a central EEG >= 80 Hz: it cannot stage excerpt 3 (50 Hz; the model can, its renderer
@@ -55,7 +55,7 @@ LOG_HEADER = """# DREAMS dev-set evaluations (every look is counted)
 is the project's only real scored EEG, and it is small (4 x 60 epochs). Looking at it too often
 tunes models and choices to it, so every evaluation on it is logged here, one line each:
 `benchmarks/bench_real_transfer.py` appends a line on every run, just before it prints figures;
-evaluations made any other way are added by hand. The tests (tests/test_dreams.py) read the
+evaluations made any other way are added by hand. The tests (tests/signals/test_dreams.py) read the
 excerpts and run the machinery (YASA's stager on excerpt 1; the default pack on excerpt 3, where
 only the epoch counts and YASA's refusal are checked, no figure is asserted or printed): they
 are not counted.
@@ -99,7 +99,7 @@ def sha256(path: Path) -> str:
 
 def pack_line(pack: Path) -> tuple[str, str]:
     """(short name "NAME VERSION", header line with the manifest's and LM's SHA-256)."""
-    from sleepvlm_ws.core.model_pack import MANIFEST_NAME, load_manifest
+    from sleepvlm_ws.core.model.model_pack import MANIFEST_NAME, load_manifest
 
     m = load_manifest(pack)
     name = f"{m.name} {m.version}"
@@ -138,7 +138,7 @@ def row(values: list[str]) -> str:
 
 
 def figure_row(what: str, channel: str, rate: str, scorer: str, agr) -> str:
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.base.stages import Stage
 
     if agr is None:
         return row([what, channel, rate, scorer, "0"] + ["-"] * 8)
@@ -147,7 +147,7 @@ def figure_row(what: str, channel: str, rate: str, scorer: str, agr) -> str:
 
 
 def agreement_or_none(reference, compared):
-    from sleepvlm_ws.core.agreement import NoCommonEpochsError, agreement
+    from sleepvlm_ws.core.trust.agreement import NoCommonEpochsError, agreement
 
     try:
         return agreement(reference, compared)
@@ -156,7 +156,7 @@ def agreement_or_none(reference, compared):
 
 
 def stages_of(result, key: str) -> list:
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.base.stages import Stage
 
     return [Stage(e[key]) if e[key] else None for e in result.epochs]
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-layers", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from sleepvlm_ws.core.evaluate import find_scored_studies, is_dreams_recording
+    from sleepvlm_ws.core.pipeline.evaluate import find_scored_studies, is_dreams_recording
 
     data = args.data
     pairs = ([(r, h) for r, h in find_scored_studies(data) if is_dreams_recording(r)]
@@ -208,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_real_transfer: skipped: no DREAMS dev set at {data} ({why})")
         return 0
 
-    from sleepvlm_ws.cli import _Progress
-    from sleepvlm_ws.core.evaluate import evaluate_recording
-    from sleepvlm_ws.core.model_pack import verify_pack
-    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.cli.common import Progress as _Progress
+    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
+    from sleepvlm_ws.core.model.model_pack import verify_pack
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
 
     packs = [p.resolve() for p in (args.pack or [DEFAULT_PACK])]
     described = []
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     for rec, hyp in pairs:
         header.append(f"  {rec.name} sha256 {digests[rec][:12]}, {hyp.name} sha256 {sha256(hyp)[:12]}")
     header += [line for _, line in described]
-    header.append(f"YASA: {yasa.__version__} (pretrained EEG-only stager via core/second_opinion.py; "
+    header.append(f"YASA: {yasa.__version__} (pretrained EEG-only stager via core/trust/second_opinion.py; "
                   "needs a central EEG >= 80 Hz)")
 
     t_start = time.perf_counter()

@@ -27,7 +27,7 @@ FS, HOURS, N_CHANNELS = 256, 8, 20
 PROBE = r"""
 import resource, sys, time
 t0 = time.perf_counter()
-from sleepvlm_ws.core.recording import Recording
+from sleepvlm_ws.core.signals.recording import Recording
 rec = Recording.open(sys.argv[1])
 first = [rec.read(ch.index, 0, 30) for ch in rec.channels]
 t1 = time.perf_counter()

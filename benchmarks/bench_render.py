@@ -20,11 +20,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from sleepvlm_ws.core.conditioning import EPOCH_SAMPLES, PAD_S, filter_signal, resample_linear  # noqa: E402
-from sleepvlm_ws.core.montage import ROLES  # noqa: E402
-from sleepvlm_ws.core.render import (  # noqa: E402
-    EpochWindow, condition_epoch, draw_epoch, epoch_window_span, render_epoch, render_png, role_kind,
-)
+from sleepvlm_ws.core.signals.conditioning import EPOCH_SAMPLES, PAD_S, filter_signal, resample_linear  # noqa: E402
+from sleepvlm_ws.core.signals.montage import ROLES  # noqa: E402
+from sleepvlm_ws.core.signals.render import (EpochWindow, condition_epoch, draw_epoch, epoch_window_span,
+                                             render_epoch, render_png, role_kind)
 
 EPOCH_S = 30.0
 REPEATS = 3

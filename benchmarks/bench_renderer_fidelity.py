@@ -8,7 +8,7 @@ same epochs with ``render.render_epoch`` from the windows the workstation reads
 (``epoch_window_span``), and prints per epoch:
 
 - SSIM of the two RGB images (skimage ``structural_similarity``, channel_axis=2,
-  data_range=255, default 7 x 7 window: the same call on both, as tests/test_render.py does),
+  data_range=255, default 7 x 7 window: the same call on both, as tests/signals/test_render.py does),
 - the largest per-pixel difference (max over rows, columns and R/G/B, 0..255),
 - two diagnostics that split a difference into its halves: ``cond uV``, the largest
   difference between the two pipelines' conditioned 100-Hz samples, and ``draw SSIM``, the
@@ -48,12 +48,11 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from sleepvlm_ws.core.conditioning import PAD_S
-from sleepvlm_ws.core.montage import ROLES
-from sleepvlm_ws.core.render import (
-    RENDERER_VERSION, EpochWindow, condition_epoch, draw_epoch, epoch_window_span, render_epoch,
-)
-from sleepvlm_ws.core.stages import EPOCH_SECONDS
+from sleepvlm_ws.core.signals.conditioning import PAD_S
+from sleepvlm_ws.core.signals.montage import ROLES
+from sleepvlm_ws.core.signals.render import (RENDERER_VERSION, EpochWindow, condition_epoch, draw_epoch,
+                                             epoch_window_span, render_epoch)
+from sleepvlm_ws.core.base.stages import EPOCH_SECONDS
 from sleepvlm_ws.core.synth import generate_night
 
 REPO = Path(__file__).resolve().parents[1]

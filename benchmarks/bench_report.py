@@ -12,15 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from sleepvlm_ws.core.agreement import agreement
-from sleepvlm_ws.core.answer import format_answer, parse_answer
-from sleepvlm_ws.core.montage import Montage
-from sleepvlm_ws.core.render import RENDERER_VERSION
-from sleepvlm_ws.core.report import write_report
-from sleepvlm_ws.core.sleep_statistics import sleep_statistics
-from sleepvlm_ws.core.stages import SLEEP_STAGES, Stage
-from sleepvlm_ws.core.study import IMPORTED, Study
-from sleepvlm_ws.core.suggestions import SuggestionStore
+from sleepvlm_ws.core.trust.agreement import agreement
+from sleepvlm_ws.core.model.answer import format_answer, parse_answer
+from sleepvlm_ws.core.signals.montage import Montage
+from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+from sleepvlm_ws.core.trust.report import write_report
+from sleepvlm_ws.core.trust.sleep_statistics import sleep_statistics
+from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
+from sleepvlm_ws.core.study.study import IMPORTED, Study
+from sleepvlm_ws.core.study.suggestions import SuggestionStore
 
 N_EPOCHS = 960
 

@@ -29,8 +29,8 @@ if str(ROOT / "app") not in sys.path:
 
 
 def _night(folder: Path, epochs: int, fs: float):
-    from sleepvlm_ws.core.montage import auto_montage
-    from sleepvlm_ws.core.recording import Recording
+    from sleepvlm_ws.core.signals.montage import auto_montage
+    from sleepvlm_ws.core.signals.recording import Recording
     from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 
     edf = write_night_edf(generate_night(seed=1, fs=fs, hours=epochs * 30 / 3600),
@@ -40,8 +40,8 @@ def _night(folder: Path, epochs: int, fs: float):
 
 
 def _time_run(rec, montage, runtime, folder: Path, name: str) -> None:
-    from sleepvlm_ws.core.scoring_run import ScoringRun
-    from sleepvlm_ws.core.study import Study
+    from sleepvlm_ws.core.pipeline.scoring_run import ScoringRun
+    from sleepvlm_ws.core.study.study import Study
 
     study = folder / f"{name}.sleepvlm"
     Study.create(study, recording_path=rec.path, n_epochs=rec.n_epochs, montage=montage,
@@ -86,8 +86,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("SLEEPVLM_WS_HOME", tempfile.mkdtemp(prefix="bench-home-"))
 
-    from sleepvlm_ws.core.remote import RemoteRuntime
-    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.core.model.remote import RemoteRuntime
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

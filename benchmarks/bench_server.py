@@ -5,7 +5,7 @@ the workstation's own (``--own-server``: ``sleepvlm-ws serve``, whose counters i
 127.0.0.1 with a model pack, or uses a server already running (``--url``), and drives it with
 the workstation's own code, one of two ways (``--path``):
 
-- ``client``: ``core.remote.RemoteRuntime`` from N threads, consecutive epochs of a synthetic
+- ``client``: ``core.model.remote.RemoteRuntime`` from N threads, consecutive epochs of a synthetic
   night rendered beforehand (the server's throughput as the client sees it);
 - ``scoring-run``: the whole workstation path, ``sleepvlm-ws score --server URL --parallel N``'s
   code (``ScoringRun(parallel=N)``): a synthetic night written as EDF+, read, rendered, asked,
@@ -57,7 +57,7 @@ def start_server(binary: str | None, pack_dir: Path, parallel: int, ctx_per_slot
                  extra: list[str]) -> tuple:
     """llama-server (``binary``) or, with ``binary`` None, ``sleepvlm-ws serve`` (the
     workstation's own batched server) on a free port; all layers on the GPU."""
-    from sleepvlm_ws.core.model_pack import verify_pack
+    from sleepvlm_ws.core.model.model_pack import verify_pack
 
     m = verify_pack(pack_dir, cache=False)
     port = free_port()
@@ -89,15 +89,15 @@ def start_server(binary: str | None, pack_dir: Path, parallel: int, ctx_per_slot
 
 
 def bench_stages(n: int) -> list:
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.base.stages import Stage
 
     cycle = [Stage.W] * 4 + [Stage.N1] * 3 + [Stage.N2] * 8 + [Stage.N3] * 6 + [Stage.R] * 6
     return (cycle * (n // len(cycle) + 1))[:n]
 
 
 def epoch_images(n: int, fs: float = 256.0):
-    from sleepvlm_ws.core.render import PAD_S, EpochWindow, epoch_window_span, render_png
-    from sleepvlm_ws.core.request import request_images
+    from sleepvlm_ws.core.signals.render import PAD_S, EpochWindow, epoch_window_span, render_png
+    from sleepvlm_ws.core.model.request import request_images
     from sleepvlm_ws.core.synth import generate_night
 
     stages = bench_stages(n + 2)
@@ -141,8 +141,8 @@ def run_client(rt: _Counted, requests, parallel: int) -> float:
 
 
 def run_scoring(rt: _Counted, n: int, parallel: int) -> float:
-    from sleepvlm_ws.core.recording import Recording
-    from sleepvlm_ws.core.scoring_run import ScoringRun, study_montage
+    from sleepvlm_ws.core.signals.recording import Recording
+    from sleepvlm_ws.core.pipeline.scoring_run import ScoringRun, study_montage
     from sleepvlm_ws.core.synth import generate_night, write_night_edf
 
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
@@ -216,7 +216,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=8, help="requests in flight (all servers)")
     ap.add_argument("--instances", type=int, default=1,
                     help="llama-server processes on the GPU, parallel/instances slots each; "
-                         "requests go to the least busy (core.remote.RemotePool)")
+                         "requests go to the least busy (core.model.remote.RemotePool)")
     ap.add_argument("--requests", type=int, default=0, help="default: 6 per slot")
     ap.add_argument("--rationale-tokens", type=int, default=300)
     ap.add_argument("--fast", action="store_true", help="fast answers instead of rationales")
@@ -227,7 +227,7 @@ def main() -> None:
                     help="send no answer grammar (random weights break it at nearly every token, "
                          "forcing a full 152k-vocabulary grammar pass a trained model rarely needs)")
     args = ap.parse_args()
-    from sleepvlm_ws.core.remote import RemotePool, parse_server_urls
+    from sleepvlm_ws.core.model.remote import RemotePool, parse_server_urls
 
     # `timeout` (or a kill) must still stop the servers this script started (the finally below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_server: terminated"))

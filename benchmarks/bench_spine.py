@@ -92,8 +92,8 @@ for _ in range(60):
     window.repaint()
     pages.append(time.perf_counter() - t)
 
-from sleepvlm_ws.core.montage import read_role
-from sleepvlm_ws.core.render import PAD_S, EpochWindow, epoch_window_span, render_epoch
+from sleepvlm_ws.core.signals.montage import read_role
+from sleepvlm_ws.core.signals.render import PAD_S, EpochWindow, epoch_window_span, render_epoch
 session = window.session
 rec, montage = session.recording, session.montage
 t = time.perf_counter()

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app"))
 
 from provenance import git_commit  # noqa: E402
-from sleepvlm_ws.core.formats import import_hypnogram  # noqa: E402
+from sleepvlm_ws.core.study.formats import import_hypnogram  # noqa: E402
 from sleepvlm_ws.core.synth.architecture import (  # noqa: E402
     ORDER, architecture, consensus, read_dreem_scoring, row_normalised, summarise, trim_wake)
 from sleepvlm_ws.core.synth.cycles import draw_hypnogram  # noqa: E402

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app"))
 
 from provenance import git_commit  # noqa: E402
-from sleepvlm_ws.core.stages import Stage  # noqa: E402
+from sleepvlm_ws.core.base.stages import Stage  # noqa: E402
 from sleepvlm_ws.core.synth import generate_night  # noqa: E402
 
 STAGES = ("W", "N1", "N2", "N3", "R")

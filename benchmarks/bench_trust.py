@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepvlm_ws.core import second_opinion
-from sleepvlm_ws.core.evidence import derive_rules, measure_recording
-from sleepvlm_ws.core.montage import auto_montage
-from sleepvlm_ws.core.recording import Recording
-from sleepvlm_ws.core.review_queue import build_queue
-from sleepvlm_ws.core.stages import SLEEP_STAGES, Stage
-from sleepvlm_ws.core.study import Study
+from sleepvlm_ws.core.trust import second_opinion
+from sleepvlm_ws.core.trust.evidence import derive_rules, measure_recording
+from sleepvlm_ws.core.signals.montage import auto_montage
+from sleepvlm_ws.core.signals.recording import Recording
+from sleepvlm_ws.core.review.review_queue import build_queue
+from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
+from sleepvlm_ws.core.study.study import Study
 from sleepvlm_ws.core.synth import generate_night, write_night_edf
 
 

@@ -29,8 +29,8 @@ from pathlib import Path as _Path
 
 import pytest as _pytest
 
-_TINY_PACK_INPUTS = ("tests/packs.py", "app/sleepvlm_ws/core/convert.py",
-                     "app/sleepvlm_ws/core/llama_converter.py", "app/sleepvlm_ws/core/model_pack.py",
+_TINY_PACK_INPUTS = ("tests/packs.py", "app/sleepvlm_ws/core/model/convert.py",
+                     "app/sleepvlm_ws/core/model/llama_converter.py", "app/sleepvlm_ws/core/model/model_pack.py",
                      "resources/prompts/sleepvlm-ws-system-prompt.txt")
 
 
@@ -93,7 +93,7 @@ def _build_into_slot(base: _Path, slot: _Path, marker: str, build) -> _Path:
 @_pytest.fixture(scope="session")
 def tiny_converter_dir(request) -> _Path:
     """llama.cpp's converter, fetched once into the pytest cache (pip download of the sdist)."""
-    from sleepvlm_ws.core.llama_converter import ensure_converter
+    from sleepvlm_ws.core.model.llama_converter import ensure_converter
 
     return ensure_converter(cache_dir=_Path(request.config.cache.mkdir("sleepvlm-converter")))
 

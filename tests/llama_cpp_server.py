@@ -75,7 +75,7 @@ def serving(manifest, *, alias: str, api_key: str, log_dir: Path,
 
 @pytest.fixture(scope="module")
 def pack_manifest(tiny_pack, tmp_path_factory):
-    from sleepvlm_ws.core.model_pack import verify_pack
+    from sleepvlm_ws.core.model.model_pack import verify_pack
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLEEPVLM_WS_HOME", str(tmp_path_factory.mktemp("home")))

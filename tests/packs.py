@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sleepvlm_ws.core.convert import QWEN25VL_CHAT_TEMPLATE
+from sleepvlm_ws.core.model.convert import QWEN25VL_CHAT_TEMPLATE
 
 SEED = 20260326
 # Qwen2.5-VL keeps its vocabulary padded to 151,936 rows; the tokenizer knows 151,665 tokens.
@@ -119,7 +119,7 @@ def flat_transformers4_config(cfg: dict) -> dict:
 def convert_tiny_checkpoint(hf_dir: str | Path, out_dir: str | Path, *,
                             converter_cache: str | Path | None = None, progress=None) -> Path:
     """convert_checkpoint with the settings the tiny pack uses."""
-    from sleepvlm_ws.core.convert import convert_checkpoint
+    from sleepvlm_ws.core.model.convert import convert_checkpoint
 
     return convert_checkpoint(hf_dir, out_dir, name="tiny-qwen25vl-test", version="0.0.1",
                               licence="Apache-2.0 (random test weights)", context_size=4096,
@@ -146,7 +146,7 @@ def write_fake_pack(pack_dir: str | Path, *, name: str = "fake", version: str = 
     """A pack whose GGUF files are random bytes: enough for manifest and hash checks, not to load."""
     import random
 
-    from sleepvlm_ws.core.model_pack import PackManifest, describe_file, write_manifest
+    from sleepvlm_ws.core.model.model_pack import PackManifest, describe_file, write_manifest
 
     out = Path(pack_dir)
     out.mkdir(parents=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sleepvlm_ws.core.model_pack import load_manifest, verify_pack
-from sleepvlm_ws.core.render import RENDERER_VERSION
+from sleepvlm_ws.core.model.model_pack import load_manifest, verify_pack
+from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 PACK = REPO / "models" / "default"
@@ -64,12 +64,12 @@ def test_model_list_shows_it_and_it_is_the_default(tmp_path):
     proc = sleepvlm_ws(tmp_path, "model", "verify", str(PACK), "--no-cache")
     assert proc.returncode == 0 and "model pack OK" in proc.stdout, proc.stderr
 
-    from sleepvlm_ws.cli import _default_pack
+    from sleepvlm_ws.cli.common import default_pack
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLEEPVLM_WS_HOME", str(tmp_path))
         mp.delenv("SLEEPVLM_WS_PACKS", raising=False)
-        assert _default_pack().resolve() == PACK.resolve()
+        assert default_pack().resolve() == PACK.resolve()
 
 
 def test_model_card_says_it_is_not_validated_on_real_patients():

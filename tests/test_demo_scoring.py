@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from sleepvlm_ws.core.formats import import_hypnogram
-from sleepvlm_ws.core.render import RENDERER_VERSION
-from sleepvlm_ws.core.stages import SLEEP_STAGES, Stage
-from sleepvlm_ws.core.study import Study, default_study_path
-from sleepvlm_ws.core.suggestions import SuggestionStore
+from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
+from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+from sleepvlm_ws.core.study.formats import import_hypnogram
+from sleepvlm_ws.core.study.study import Study, default_study_path
+from sleepvlm_ws.core.study.suggestions import SuggestionStore
 from sleepvlm_ws.demo import DEMO_NAME, ensure_demo_recording
 from sleepvlm_ws.ui.app import FIRST_SUGGESTIONS
 

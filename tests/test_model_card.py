@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sleepvlm_ws.core.report_content import (model_card_provenance, model_card_real_data,
-                                             pack_card_summary)
+from sleepvlm_ws.core.trust.report_content import (model_card_provenance, model_card_real_data,
+                                                   pack_card_summary)
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = """# some model 1

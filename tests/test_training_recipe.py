@@ -56,7 +56,7 @@ def recipe_run(tmp_path_factory, tiny_converter_dir):
 
 
 def test_one_entry_point_writes_a_pack_and_resumes(recipe_run):
-    from sleepvlm_ws.core.model_pack import verify_pack
+    from sleepvlm_ws.core.model.model_pack import verify_pack
 
     work, pack, paused = recipe_run
     assert paused.returncode == 3 and "paused" in paused.stdout
@@ -100,7 +100,7 @@ def test_compact_tokenizer_same_ids_in_llama_cpp(recipe_run):
 
 
 def test_converter_child_recognises_only_qwen2_splitting(tmp_path, recipe_run):
-    from sleepvlm_ws.core.gguf_convert_child import splits_like_qwen2
+    from sleepvlm_ws.core.model.gguf_convert_child import splits_like_qwen2
 
     work, _pack, _ = recipe_run
     assert splits_like_qwen2(work / "hf")
@@ -115,8 +115,8 @@ def test_data_step_reads_a_folder_of_scored_studies(tmp_path, tiny_converter_dir
     """--real-data: EDF + hypnogram pairs are read, mapped and rendered like the workstation does."""
     import numpy as np
 
-    from sleepvlm_ws.core.formats import export_hypnogram
-    from sleepvlm_ws.core.hypnogram import Hypnogram
+    from sleepvlm_ws.core.base.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats import export_hypnogram
     from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 
     studies = tmp_path / "studies"

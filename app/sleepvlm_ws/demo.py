@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .core.synth import generate_night, write_night_edf
 from .paths import user_data_dir
 
 DEMO_SEED = 2026
@@ -26,7 +27,6 @@ def ensure_demo_recording(folder: Path | None = None, progress=print) -> Path:
     path = demo_recording_path(folder)
     if path.is_file():
         return path
-    from .core.synth import generate_night, write_night_edf
 
     path.parent.mkdir(parents=True, exist_ok=True)
     progress(f"Generating the demo night (one time, ~10 s): {path}")

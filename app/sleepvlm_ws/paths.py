@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -47,8 +48,6 @@ def user_data_dir() -> Path:
 
 def default_scorer() -> str:
     """Who is at the keyboard: the operating-system user name, or "technologist"."""
-    import getpass
-
     try:
         return getpass.getuser() or "technologist"
     except Exception:  # noqa: BLE001 - getuser raises when no name can be found

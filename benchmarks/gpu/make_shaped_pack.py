@@ -85,7 +85,7 @@ def main() -> None:
         build_checkpoint(Path(args.out), args.shape)
         print(f"checkpoint built in {time.time() - t0:.0f} s", file=sys.stderr)
         return
-    from sleepvlm_ws.core.convert import convert_checkpoint
+    from sleepvlm_ws.core.model.convert import convert_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         hf = Path(args.from_checkpoint) if args.from_checkpoint else build_checkpoint(Path(tmp) / "hf", args.shape)

@@ -31,8 +31,9 @@ DECISION_PREFIX = '{"applicable_rules": ["'
 
 
 def night_images(n: int = 6):
-    from sleepvlm_ws.core.render import PAD_S, EpochWindow, epoch_window_span, render_epoch, render_png
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.signals.render import (PAD_S, EpochWindow, epoch_window_span, render_epoch,
+                                                 render_png)
+    from sleepvlm_ws.core.base.stages import Stage
     from sleepvlm_ws.core.synth.night import generate_night
 
     stages = [Stage.W, Stage.N1, Stage.N2, Stage.N3, Stage.R, Stage.N2][:n]
@@ -57,8 +58,8 @@ def main() -> int:
     import torch
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from sleepvlm_ws.core.request import EpochImages, build_messages
-    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.core.model.request import EpochImages, build_messages
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
 
     report: dict = {}
     arrays, pngs = night_images()

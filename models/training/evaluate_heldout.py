@@ -7,7 +7,7 @@ Subjects (generator seeds 9101-9105, never used in training: training uses 1000-
   9104       a single central EEG (C3-A1) at 100 Hz, 8 h
   9105       full montage at 50 Hz, 8 h
 Each is written as a real EDF+ with its hypnogram as annotations and evaluated through
-core/evaluate.py (the `sleepvlm-ws evaluate` code): kappa, accuracy, macro-F1, per-stage recall,
+core/pipeline/evaluate.py (the `sleepvlm-ws evaluate` code): kappa, accuracy, macro-F1, per-stage recall,
 confusion, YASA side by side, parse rate, rule-citation agreement with the evidence targets.
 The f16 pack (same checkpoint, unquantised LM) is run on 9101-9103 (or the first --f16-subjects)
 for the 4-bit comparison. Model answers are stored in one study per subject and pack in DIR, so a
@@ -39,8 +39,8 @@ def write_edf(night, path: Path, labels: dict | None) -> Path:
     import numpy as np
     import pyedflib
 
-    from sleepvlm_ws.core.formats.edf_plus import LABELS
-    from sleepvlm_ws.core.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats.edf_plus import LABELS
+    from sleepvlm_ws.core.base.hypnogram import Hypnogram
     from sleepvlm_ws.core.synth.night import EDF_LABELS
 
     labels = labels or EDF_LABELS
@@ -68,8 +68,8 @@ def main() -> int:
     ap.add_argument("--f16-subjects", type=int, default=3,
                     help="how many of the full-montage subjects the f16 pack is run on")
     args = ap.parse_args()
-    from sleepvlm_ws.core.evaluate import evaluate_recording, pooled
-    from sleepvlm_ws.core.runtime import LocalRuntime
+    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording, pooled
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
     from sleepvlm_ws.core.synth.night import generate_night
 
     rec_dir = args.out / "recordings"
@@ -82,7 +82,7 @@ def main() -> int:
         return 0
     # The recordings are written by a child process, so this one only reads them. (A first run
     # here read zeros: opening one EDF twice in a process made pyedflib close the first reader;
-    # core/edf_sources.py now refuses the second pyedflib open, see tests/test_evaluate.py.)
+    # core/signals/edf_sources.py now refuses the second pyedflib open, see tests/pipeline/test_evaluate.py.)
     import subprocess
 
     subprocess.run([sys.executable, __file__, "--write-only", "--pack", str(args.pack), "--out",

@@ -23,10 +23,10 @@ from recipe.tokenizer import load_tokenizer, special_ids, train_tokenizer  # noq
 
 
 def sample_corpus() -> list[str]:
-    from sleepvlm_ws.core.answer import format_answer
-    from sleepvlm_ws.core.evidence.measures import measure_night
-    from sleepvlm_ws.core.evidence.rationale import write_rationale
-    from sleepvlm_ws.core.evidence.rules_check import derive_rules
+    from sleepvlm_ws.core.model.answer import format_answer
+    from sleepvlm_ws.core.trust.evidence.measures import measure_night
+    from sleepvlm_ws.core.trust.evidence.rationale import write_rationale
+    from sleepvlm_ws.core.trust.evidence.rules_check import derive_rules
     from sleepvlm_ws.core.synth.night import generate_night
 
     night = generate_night(seed=1, hours=1.0, fs=100.0)
@@ -50,7 +50,7 @@ def main() -> int:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from sleepvlm_ws.core.convert import convert_checkpoint
+    from sleepvlm_ws.core.model.convert import convert_checkpoint
 
     sizes = SIZES[args.sizes]
     over = {f.name: getattr(args, f.name) for f in dataclasses.fields(sizes)

@@ -72,7 +72,7 @@ def step_data(args, work: Path) -> dict:
     split = {"train": [s.name for s in specs[:-n_val]], "val": [s.name for s in specs[-n_val:]]}
     (work / "split.json").write_text(json.dumps(split, indent=1), encoding="utf-8")
     if not (work / "tokenizer" / "tokenizer.json").is_file():
-        from sleepvlm_ws.core.request import PRECEDING_LABEL, SUBSEQUENT_LABEL, TARGET_LABEL
+        from sleepvlm_ws.core.model.request import PRECEDING_LABEL, SUBSEQUENT_LABEL, TARGET_LABEL
 
         corpus = [PROMPT_FILE.read_text(encoding="utf-8"), PRECEDING_LABEL, TARGET_LABEL, SUBSEQUENT_LABEL]
         for name in split["train"]:
@@ -145,8 +145,8 @@ def step_export(args, work: Path) -> Path:
 
 
 def step_pack(args, work: Path) -> None:
-    from sleepvlm_ws.core.convert import convert_checkpoint
-    from sleepvlm_ws.core.render import AUTHORS_RENDERER_VERSION, RENDERER_VERSION
+    from sleepvlm_ws.core.model.convert import convert_checkpoint
+    from sleepvlm_ws.core.signals.render import AUTHORS_RENDERER_VERSION, RENDERER_VERSION
 
     # v2 renders the authors' pixels (recipe/data.py places every window in its night)
     recipe = json.loads((work / "config.json").read_text(encoding="utf-8")).get("recipe", "v1")

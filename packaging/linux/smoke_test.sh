@@ -88,11 +88,11 @@ frozen_check='
 import os, sys
 import llama_cpp, numpy, PySide6, sleepvlm_ws
 from sleepvlm_ws.paths import bundle_dir, resources_dir
-from sleepvlm_ws.cli import _default_pack
+from sleepvlm_ws.cli.common import default_pack
 root = os.path.realpath(sys.argv[1])
 places = {"sleepvlm_ws": sleepvlm_ws.__file__, "llama_cpp": llama_cpp.__file__,
           "numpy": numpy.__file__, "PySide6": PySide6.__file__, "resources": str(resources_dir()),
-          "default pack": str(_default_pack()), "python": sys.executable}
+          "default pack": str(default_pack()), "python": sys.executable}
 outside = {k: v for k, v in places.items() if not os.path.realpath(v).startswith(root + os.sep)}
 print("frozen:", getattr(sys, "frozen", False), "default pack:", places["default pack"])
 if outside:

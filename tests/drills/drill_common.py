@@ -179,7 +179,7 @@ def small_recording(path: Path, *, seconds: int = 120, fs: int = 100, file_type:
 
 def synth_recording(path: Path, n_epochs: int, *, seed: int = 3, fs: float = 100.0) -> Path:
     """A synthetic PSG night (core/synth) of ``n_epochs`` epochs with all six SleepVLM roles."""
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.base.stages import Stage
     from sleepvlm_ws.core.synth import generate_night, write_night_edf
 
     cycle = [Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.N3, Stage.N2, Stage.R]

@@ -5,7 +5,7 @@ drill is reported "not run here") holds the study; a filler file leaves little r
 
 1. ``sleepvlm-ws import`` (every epoch changed each time) until it fails: exit 2, one line naming
    the study; every decision of the imports that succeeded is in the study, none of the failed one.
-2. Key presses through ``ScoringSession`` in a child process until it fails: a one-line
+2. Key presses through ``ReviewSession`` in a child process until it fails: a one-line
    StudyError naming the study; every decision the child printed as committed is there.
 3. ``sleepvlm-ws export`` into the full filesystem: exit 2, one line, no partial file left.
 4. While still full: ``audit verify`` exits 0. After freeing space: import and export work again.
@@ -17,8 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from drill_common import (PYTHON, REPO, Context, DrillResult, cli, cli_env, clean_refusal,
-                          synth_recording)
+from drill_common import PYTHON, REPO, Context, DrillResult, clean_refusal, cli, cli_env, synth_recording
 from drill_kills import check_committed, parse_committed, write_child
 
 N_EPOCHS = 120
@@ -55,7 +54,7 @@ def _fill(mnt: Path, leave: int) -> Path:
 
 
 def _decisions(study: Path) -> int:
-    from sleepvlm_ws.core.study import Study
+    from sleepvlm_ws.core.study.study import Study
 
     with Study.open(study) as s:
         return len(s.decisions())
@@ -84,13 +83,13 @@ def run(ctx: Context) -> DrillResult:
 
 
 def _drill(ctx: Context, result: DrillResult, folder: Path, mnt: Path) -> None:
-    from sleepvlm_ws.core.formats import export_hypnogram
-    from sleepvlm_ws.core.hypnogram import Hypnogram
-    from sleepvlm_ws.core.session import ScoringSession
+    from sleepvlm_ws.core.base.hypnogram import Hypnogram
+    from sleepvlm_ws.core.review.session import ReviewSession
+    from sleepvlm_ws.core.study.formats import export_hypnogram
 
     rec = synth_recording(folder / "night.edf", N_EPOCHS, fs=100.0)
     study = mnt / "night.sleepvlm"
-    ScoringSession.open(rec, study_path=study, scorer="setup").close()
+    ReviewSession.open(rec, study_path=study, scorer="setup").close()
     hyps = []
     for name, pair in (("a.tsv", ("W", "N2")), ("b.tsv", ("N3", "R"))):
         hyps.append(export_hypnogram(Hypnogram(stages=[pair[i % 2] for i in range(N_EPOCHS)]),

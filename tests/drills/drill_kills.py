@@ -1,7 +1,7 @@
 """Drills: the process is killed with SIGKILL in the middle of the work.
 
-* Manual scoring: a child process scores epochs into a study through ``core.session.
-  ScoringSession`` (score-and-advance, jumps, undo) and prints every committed decision, flushed,
+* Manual scoring: a child process scores epochs into a study through ``core.review.session.
+  ReviewSession`` (score-and-advance, jumps, undo) and prints every committed decision, flushed,
   before the next key press. Killed at a random moment, N times. After each kill the committed
   decisions must all be in the study with the stage that was printed, and ``sleepvlm-ws audit
   verify`` must exit 0.
@@ -22,14 +22,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from drill_common import (PYTHON, REPO, Context, DrillResult, cli, cli_env, suggestion_count,
-                          synth_recording)
+from drill_common import PYTHON, REPO, Context, DrillResult, cli, cli_env, suggestion_count, synth_recording
 
 SCORING_CHILD = textwrap.dedent("""
     import random, sys
-    from sleepvlm_ws.core.session import ScoringSession
-    from sleepvlm_ws.core.stages import SLEEP_STAGES
-    session = ScoringSession.open(sys.argv[1], study_path=sys.argv[2], scorer="night shift")
+    from sleepvlm_ws.core.review.session import ReviewSession
+    from sleepvlm_ws.core.base.stages import SLEEP_STAGES
+    session = ReviewSession.open(sys.argv[1], study_path=sys.argv[2], scorer="night shift")
     rnd = random.Random(int(sys.argv[3]))
     note = "x" * int(sys.argv[4]) if len(sys.argv) > 4 else None
     print("ready", flush=True)
@@ -68,7 +67,7 @@ def parse_committed(text: str) -> dict[int, tuple[int, str]]:
 
 def check_committed(study_path: Path, committed: dict[int, tuple[int, str]]) -> list[int]:
     """Ids printed as committed that are missing from the study or stored differently."""
-    from sleepvlm_ws.core.study import Study
+    from sleepvlm_ws.core.study.study import Study
 
     with Study.open(study_path) as study:
         stored = {d.id: (d.epoch, d.stage.value) for d in study.decisions()}
@@ -76,14 +75,14 @@ def check_committed(study_path: Path, committed: dict[int, tuple[int, str]]) -> 
 
 
 def manual_scoring(ctx: Context) -> DrillResult:
-    from sleepvlm_ws.core.session import ScoringSession
+    from sleepvlm_ws.core.review.session import ReviewSession
 
     rounds = 2 if ctx.quick else 20
     result = DrillResult(f"kill -9 during manual scoring ({rounds} kills)")
     folder = ctx.folder("kill-manual")
     rec = synth_recording(folder / "night.edf", 40, fs=100.0)
     study_path = folder / "night.edf.sleepvlm"
-    ScoringSession.open(rec, study_path=study_path, scorer="setup").close()
+    ReviewSession.open(rec, study_path=study_path, scorer="setup").close()
     script = write_child(folder)
     rnd = random.Random(ctx.seed)
     all_committed: dict[int, tuple[int, str]] = {}
@@ -123,8 +122,8 @@ def manual_scoring(ctx: Context) -> DrillResult:
 
 
 def model_run(ctx: Context, *, n_epochs: int = 240, kills: int = 5) -> DrillResult:
-    from sleepvlm_ws.core.study import Study
-    from sleepvlm_ws.core.suggestions import AI_RUN_FINISHED, AI_RUN_STARTED, FAST
+    from sleepvlm_ws.core.study.study import Study
+    from sleepvlm_ws.core.study.suggestions import AI_RUN_FINISHED, AI_RUN_STARTED, FAST
 
     result = DrillResult(f"kill -9 during a model run over a {n_epochs / 120:g}-hour night ({kills} kills)")
     pack = REPO / "models" / "default"

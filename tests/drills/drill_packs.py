@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from drill_common import REPO, Context, DrillResult, cli, clean_refusal, small_recording
+from drill_common import REPO, Context, DrillResult, clean_refusal, cli, small_recording
 
 
 def _flip(path: Path, keep_mtime: bool = False) -> None:

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from drill_common import Context, DrillResult, cli, clean_refusal, sha256, small_recording
+from drill_common import Context, DrillResult, clean_refusal, cli, sha256, small_recording
 
 REFUSE, OPEN = "refuse", "open"
 INFO_TIMEOUT_S = 60

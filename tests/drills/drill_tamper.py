@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from drill_common import Context, DrillResult, cli, clean_refusal, synth_recording
+from drill_common import Context, DrillResult, clean_refusal, cli, synth_recording
 
 COLUMNS = "time, actor, kind, payload, prev_hash, hash"
 
@@ -41,8 +41,8 @@ def _swap(m: int) -> list:
 
 def make_study(ctx: Context, folder: Path) -> tuple[Path, Path]:
     """A recording and its study, made through the CLI: two imports and an export."""
-    from sleepvlm_ws.core.formats import export_hypnogram
-    from sleepvlm_ws.core.hypnogram import Hypnogram
+    from sleepvlm_ws.core.base.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats import export_hypnogram
 
     rec = synth_recording(folder / "night.edf", 12, fs=100.0)
     for name, stages in (("a.tsv", ["W", "N1", "N2", "N2", "N3", "N3", "N2", "R", "R", "W", "N1", "N2"]),

@@ -14,10 +14,9 @@ does after everything has run.
 
 from __future__ import annotations
 
-import re
-
 import ast
 import json
+import re
 from pathlib import Path
 
 from drill_common import REPO, Context, DrillResult, cli, sha256
@@ -37,7 +36,8 @@ N_EPOCHS = 6
 
 def hostile_recording(path: Path) -> Path:
     from edf_factory import patch_header, write_psg_edf
-    from sleepvlm_ws.core.stages import Stage
+
+    from sleepvlm_ws.core.base.stages import Stage
     from sleepvlm_ws.core.synth import generate_night
     from sleepvlm_ws.core.synth.night import EDF_LABELS
 
@@ -58,11 +58,11 @@ def _plain(text: str) -> bool:
 def _request_texts(rec_path: Path, pack: Path) -> tuple[bool, str]:
     """Build the real request for every epoch (ScoringRun's image cache + build_messages, as
     LocalRuntime.suggest does) and list every text part that would reach the model."""
-    from sleepvlm_ws.core.model_pack import load_manifest
-    from sleepvlm_ws.core.montage import auto_montage
-    from sleepvlm_ws.core.recording import Recording
-    from sleepvlm_ws.core.request import PRECEDING_LABEL, SUBSEQUENT_LABEL, TARGET_LABEL, build_messages
-    from sleepvlm_ws.core.scoring_run import EpochImageCache
+    from sleepvlm_ws.core.model.model_pack import load_manifest
+    from sleepvlm_ws.core.model.request import PRECEDING_LABEL, SUBSEQUENT_LABEL, TARGET_LABEL, build_messages
+    from sleepvlm_ws.core.pipeline.scoring_run import EpochImageCache
+    from sleepvlm_ws.core.signals.montage import auto_montage
+    from sleepvlm_ws.core.signals.recording import Recording
 
     prompt = load_manifest(pack).system_prompt()
     allowed = {PRECEDING_LABEL, TARGET_LABEL, SUBSEQUENT_LABEL}
@@ -96,7 +96,7 @@ def _source_check() -> tuple[bool, str]:
     (RemoteRuntime, given the manifest's prompt by from_pack)."""
     import inspect
 
-    from sleepvlm_ws.core import request
+    from sleepvlm_ws.core.model import request
 
     params = list(inspect.signature(request.build_messages).parameters)
     findings, ok = [f"build_messages{tuple(params)}"], params == ["system_prompt", "images"]
@@ -157,7 +157,7 @@ def run(ctx: Context) -> list[DrillResult]:
     before = sha256(rec)
     pack = REPO / "models" / "default"
 
-    from sleepvlm_ws.core.recording import Recording
+    from sleepvlm_ws.core.signals.recording import Recording
     with Recording.open(rec) as r:
         stored = [a for a in r.annotations]
     texts = " ".join(str(getattr(a, "text", a)) for a in stored)
@@ -195,8 +195,8 @@ def run(ctx: Context) -> list[DrillResult]:
     hostile.add("only the pack prompt and images go to the model (source)", ok, detail)
 
     # a scored study: import a hypnogram, and (full run) the default model
-    from sleepvlm_ws.core.formats import export_hypnogram
-    from sleepvlm_ws.core.hypnogram import Hypnogram
+    from sleepvlm_ws.core.base.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats import export_hypnogram
     hyp = export_hypnogram(Hypnogram(stages=["W", "N1", "N2", "N3", "N2", "R"]), "tsv", folder / "ref.tsv")
     imp = cli(ctx, "import", rec, hyp)
     hostile.add("`import` onto it", imp.rc == 0, imp.short())

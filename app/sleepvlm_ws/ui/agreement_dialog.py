@@ -3,7 +3,7 @@ agreement figures and PDF report.
 
 ``AgreementDialog`` shows Cohen's kappa, accuracy, macro-F1, per-stage recall and precision and
 the confusion matrix (rows: the technologist's final stages, columns: the AI's suggestions) as
-``core.agreement`` computes them; it computes nothing itself.
+``core.trust.agreement`` computes them; it computes nothing itself.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QFileDialog, QLabel,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QFileDialog, QLabel, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ..core.agreement import Agreement, agreement
-from ..core.report import format_kappa, write_report
-from ..core.report_content import ai_suggested_stages, describe_model
+from ..core.trust.agreement import Agreement, agreement
+from ..core.trust.report import format_kappa, write_report
+from ..core.trust.report_content import ai_suggested_stages, describe_model
 from ..errors import InputError
 
 NO_SUGGESTIONS = ("There are no AI suggestions in this study yet: score the night with a model "

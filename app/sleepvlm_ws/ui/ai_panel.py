@@ -19,22 +19,21 @@ tooltips escape the IDs they quote.
 
 from __future__ import annotations
 
-import html
 from typing import Callable, Mapping
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
-from PySide6.QtGui import (QBrush, QColor, QFont, QIcon, QPainter, QPixmap, QTextCharFormat,
-                           QTextCursor)
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
-                               QPushButton, QSizePolicy, QTextEdit, QToolButton, QToolTip,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPixmap, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPushButton,
+                               QSizePolicy, QTextEdit, QToolButton, QToolTip, QVBoxLayout, QWidget)
 
-from ..core.evidence.claims import ClaimCheck
-from ..core.evidence.rules_check import CONTRADICTED, NOT_MEASURABLE, SUPPORTED, RuleCheck
-from ..core.rules import Rule
-from ..core.stage_confidence import format_percent
-from ..core.stages import SLEEP_STAGES, Stage
-from ..core.suggestions import RATIONALE_DISAGREES, Suggestion
+from ..core.base.rules import Rule
+from ..core.base.stages import Stage
+from ..core.study.suggestions import Suggestion
+from ..core.trust.evidence.claims import ClaimCheck
+from ..core.trust.evidence.rules_check import SUPPORTED, RuleCheck
+from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, check_tooltip, checks_summary,
+                              confidence_text, confidence_tooltip, describe_flag, describe_repairs,
+                              rule_tooltip)
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
 NOT_SCORED_TEXT = "Not scored by the model yet"
@@ -43,11 +42,6 @@ NO_RECORDING_TEXT = "Open a recording to see the model's suggestions"
 CHIPS_PER_ROW = 4
 
 CHECKING_TEXT = "Checking the evidence against the signal…"
-VERDICT_MARKS = {SUPPORTED: "✓", CONTRADICTED: "✗", NOT_MEASURABLE: "?"}
-VERDICT_COLOURS = {SUPPORTED: "#30a030", CONTRADICTED: "#e04040", NOT_MEASURABLE: "#909090"}
-VERDICT_WORDS = {SUPPORTED: "supported by the signal", CONTRADICTED: "contradicted by the signal",
-                 NOT_MEASURABLE: "not measurable here"}
-
 CHIP_STYLE = ("QToolButton { border: 1px solid #5080b0; border-radius: 8px; padding: 2px 8px; }"
               "QToolButton[verdict=\"supported\"] { color: #30a030; }"
               "QToolButton[verdict=\"contradicted\"] { color: #e04040; }"
@@ -56,110 +50,6 @@ CHIP_STYLE = ("QToolButton { border: 1px solid #5080b0; border-radius: 8px; padd
 
 #: note_provider(panel, stage, suggestion) -> the note, or None when the technologist cancels.
 NoteProvider = Callable[[QWidget, Stage, Suggestion], "str | None"]
-
-_REPAIRS = {
-    "code_fence": "code fence", "surrounding_text": "text around the answer",
-    "smart_quotes": "smart quotes", "single_quotes": "single quotes",
-    "trailing_comma": "trailing comma", "extra_comma": "extra comma",
-    "missing_comma": "missing comma", "unquoted_key": "unquoted key",
-    "unquoted_value": "unquoted value", "equals_for_colon": "'=' for ':'",
-    "python_literals": "Python literals", "unescaped_quote": "unescaped quote",
-    "control_characters": "control characters", "invalid_escape": "invalid escape",
-    "lone_surrogate": "broken character", "key_normalised": "key spelling",
-    "rules_string": "rules as one string", "rule_id_normalised": "rule ID spelling",
-    "duplicate_rule": "a rule cited twice", "incomplete_rule_dropped": "an unfinished rule dropped",
-    "stage_normalised": "stage spelling",
-}
-
-
-def describe_repairs(repaired) -> str | None:
-    """``parsed after repair: smart quotes, trailing comma`` (None when nothing was repaired)."""
-    if not repaired:
-        return None
-    items = repaired if isinstance(repaired, (list, tuple)) else [repaired]
-    words = []
-    for item in items:
-        name, _, detail = str(item).partition(":")
-        if name == "key_alias":
-            words.append(f"field name {detail}")
-        elif name == "ignored_key":
-            words.append(f"extra field {detail} ignored")
-        else:
-            words.append(_REPAIRS.get(name, name.replace("_", " ")))
-    return "parsed after repair: " + ", ".join(words)
-
-
-def describe_flag(flag: str, suggestion: Suggestion, *, from_rationale: bool = False) -> str:
-    """One flag in the clinic's words, e.g. ``rule R.1 does not belong to N2``.
-
-    ``from_rationale``: the flag is the rationale answer's (its stage is the one it named)."""
-    name, _, detail = str(flag).partition(":")
-    named = suggestion.rationale_pass_stage if from_rationale else suggestion.stage
-    stage = named.value if named is not None else "the stage"
-    if name == "rule_stage_mismatch":
-        return f"rule {detail} does not belong to {stage}"
-    if name == "unknown_rule":
-        return f"rule {detail} is not in the rule catalogue"
-    if name == "invalid_stage":
-        return f"not a sleep stage: {detail}"
-    if name == RATIONALE_DISAGREES:
-        other = suggestion.rationale_pass_stage
-        named = other.value if other is not None else "no stage"
-        return f"the rationale names {named}, the fast answer {stage}"
-    texts = {
-        "edge_epoch": "judged without a neighbouring epoch (recording edge or gap)",
-        "truncated": "the answer was cut off",
-        "no_json": "no answer could be read",
-        "missing_stage": "the answer names no stage",
-        "missing_rules": "the answer cites no rules",
-        "too_many_rules": "too many rules cited",
-        "multiple_objects": "more than one answer given",
-        "top_level_array": "the answer was wrapped in a list",
-        "duplicate_key": f"field {detail} given twice",
-        "wrong_type": f"field {detail} has the wrong type",
-        "parser_error": "the answer could not be read (parser error)",
-    }
-    return texts.get(name, str(flag).replace("_", " "))
-
-
-def rationale_only_flags(merged: Suggestion, fast: Suggestion | None) -> tuple[str, ...]:
-    """The flags of a merged suggestion (``SuggestionStore.get``) that only its rationale
-    answer carries, given the fast answer as stored (``get_pass(..., FAST)``)."""
-    if fast is None or merged.rationale is None or merged.pass_name != fast.pass_name:
-        return ()
-    return tuple(f for f in merged.flags if f not in fast.flags and f != RATIONALE_DISAGREES)
-
-
-def confidence_text(suggestion: Suggestion) -> str:
-    """``· 87 %``: the model's probability for its suggested stage (``· —`` when unknown)."""
-    p = suggestion.stage_probability if suggestion.stage is not None else None
-    return f"\u00b7 {format_percent(p)}"
-
-
-def confidence_tooltip(suggestion: Suggestion) -> str:
-    """The five stage probabilities, one per line, the suggested stage marked; or why none."""
-    probabilities = suggestion.stage_probabilities
-    if suggestion.stage is None:
-        return "The model named no stage."
-    if not probabilities or suggestion.stage_probability is None:
-        return ("The model's probability is unknown for this suggestion (scored before the "
-                "workstation kept it, or by a server that returns no token probabilities).")
-    lines = ["The model's probability for each stage:"]
-    for stage in SLEEP_STAGES:
-        mark = "  \u25c0 suggested" if stage is suggestion.stage else ""
-        lines.append(f"{stage.label}: {format_percent(probabilities.get(stage, 0.0))}{mark}")
-    lines.append("(from its token probabilities under the answer grammar)")
-    return "\n".join(lines)
-
-
-def rule_tooltip(rule_id: str, rule: Rule | None) -> str:
-    """Rich text built only from escaped pieces: the rule's title and text, or why it is unknown."""
-    if rule is None:
-        return (f"<b>{html.escape(rule_id)}</b><br>Not a rule in the catalogue: the model cited "
-                f"something the rules do not define.")
-    return (f"<b>{html.escape(rule.id)} — {html.escape(rule.title)}</b><br>"
-            f"{html.escape(rule.text)}")
-
 
 def verdict_badge(verdict: str, size: int = 14) -> QIcon:
     """A round badge in the verdict's colour with its mark (✓, ✗ or ?)."""
@@ -178,24 +68,6 @@ def verdict_badge(verdict: str, size: int = 14) -> QIcon:
     painter.drawText(QRectF(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, VERDICT_MARKS[verdict])
     painter.end()
     return QIcon(pixmap)
-
-
-def check_tooltip(check: RuleCheck) -> str:
-    """The rule check's line of a chip tooltip (rich text, escaped)."""
-    return (f"<br><br><b style='color:{VERDICT_COLOURS[check.verdict]}'>{VERDICT_MARKS[check.verdict]} "
-            f"{VERDICT_WORDS[check.verdict]}</b><br>{html.escape(check.reason)}")
-
-
-def checks_summary(rule_checks, claim_checks) -> str:
-    """``Signal check: rules 2 ✓ 1 ✗ · rationale 3 ✓ 1 ✗ 1 ?`` (empty when nothing was checked)."""
-    parts = []
-    for name, checks in (("rules", rule_checks), ("rationale", claim_checks)):
-        if checks:
-            counts = [f"{sum(c.verdict == v for c in checks)} {VERDICT_MARKS[v]}"
-                      for v in (SUPPORTED, CONTRADICTED, NOT_MEASURABLE)
-                      if any(c.verdict == v for c in checks)]
-            parts.append(f"{name} {' '.join(counts)}")
-    return "Signal check: " + " · ".join(parts) if parts else ""
 
 
 class _ClaimTips(QObject):

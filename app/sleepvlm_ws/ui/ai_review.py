@@ -1,7 +1,7 @@
 """The window's model features: load a pack, score the night, review the suggestions.
 
 ``AIReview`` ties the AI panel, the scoring worker, the hypnogram's suggestion layer and the
-open session together. Accept and Override go through ``core.suggestions`` (they write the
+open session together. Accept and Override go through ``core.study.suggestions`` (they write the
 decision with its source, ai_accepted / ai_overridden, and audit it with a reference to the
 suggestion); the session is then brought up to date and moves on like a stage key does.
 
@@ -19,19 +19,21 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
 
-from ..core.evidence.claims import check_claims
-from ..core.evidence.rules_check import check_suggestion, hypnogram_neighbours
-from ..core.render import RENDERER_VERSION
-from ..core.report_content import pack_card_summary
-from ..core.rules import load_rules
-from ..core.session import ScoringSession
-from ..core.stages import Stage
-from ..core.study import Decision
-from ..core.suggestions import FAST, Suggestion, SuggestionStore
+from ..core.base.rules import load_rules
+from ..core.base.stages import Stage
+from ..core.model.settings import load_settings, save_settings
+from ..core.review.session import ReviewSession
+from ..core.signals.render import RENDERER_VERSION
+from ..core.study.study import Decision
+from ..core.study.suggestions import FAST, Suggestion, SuggestionStore
+from ..core.trust.evidence.claims import check_claims
+from ..core.trust.evidence.rules_check import check_suggestion, hypnogram_neighbours
+from ..core.trust.report_content import pack_card_summary
 from ..errors import InputError
-from .ai_panel import LOADING_TEXT, NOT_SCORED_TEXT, AIPanel, rationale_only_flags
-from .scoring_worker import ScoringController, ScoringTarget
-from .settings_dialog import SettingsDialog, load_settings, save_settings
+from .ai_panel import LOADING_TEXT, NOT_SCORED_TEXT, AIPanel
+from .model_worker import ModelController, RunTarget
+from .settings_dialog import SettingsDialog
+from .suggestion_text import rationale_only_flags
 
 MESSAGE_MS = 6000
 NOTE_REQUIRED = "An override needs a note saying why: nothing was recorded"
@@ -65,7 +67,7 @@ class AIReview(QObject):
         super().__init__(window)
         self.window = window
         self.panel = AIPanel()
-        self.controller = ScoringController(self)
+        self.controller = ModelController(self)
         self.settings = load_settings()
         self.rules = load_rules()
         self.override_armed = False
@@ -108,7 +110,7 @@ class AIReview(QObject):
 
     # -- state ---------------------------------------------------------------------------
     @property
-    def session(self) -> ScoringSession | None:
+    def session(self) -> ReviewSession | None:
         return self.window.session
 
     def _store(self) -> SuggestionStore | None:
@@ -207,7 +209,7 @@ class AIReview(QObject):
         if session is None or not self.controller.has_model:
             self._say("Open a recording and load a model pack first")
             return False
-        if not self.controller.score_night(ScoringTarget.of(session), self.settings):
+        if not self.controller.score_night(RunTarget.of(session), self.settings):
             self._say("The model is busy")
             return False
         self.progress_bar.setRange(0, max(1, session.n_epochs))
@@ -349,7 +351,7 @@ class AIReview(QObject):
         if suggestion is not None and suggestion.rationale is not None:
             return False
         epoch = session.epoch
-        if not self.controller.explain(ScoringTarget.of(session), epoch,
+        if not self.controller.explain(RunTarget.of(session), epoch,
                                        self.settings.rationale_tokens):
             self._say("The model is still loading")
             return False
@@ -422,7 +424,7 @@ class AIReview(QObject):
             return None
 
     # -- the session ---------------------------------------------------------------------
-    def session_opened(self, session: ScoringSession) -> None:
+    def session_opened(self, session: ReviewSession) -> None:
         self.controller.set_study(session.study.path)
         self._explaining.clear()
         self.refresh()

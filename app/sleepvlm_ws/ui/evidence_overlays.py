@@ -1,6 +1,6 @@
 """What the detectors found, drawn on the waveform view, measured off the GUI thread.
 
-``EvidenceService`` keeps a ``core.evidence.epoch_cache.EvidenceCache`` for the recording on
+``EvidenceService`` keeps a ``core.trust.evidence.epoch_cache.EvidenceCache`` for the recording on
 screen and measures epochs on one worker thread (about 30 ms an epoch, see
 ``benchmarks/bench_detectors.py``): ``request`` queues epochs, ``epoch_measured`` fires in the
 GUI thread once one is kept, ``findings`` answers from the cache only. The AI panel's evidence
@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PySide6.QtCore import QObject, Signal
 
-from ..core.evidence.epoch_cache import EVENT_KINDS, EpochFindings, EvidenceCache
-from ..core.stages import EPOCH_SECONDS
+from ..core.base.stages import EPOCH_SECONDS
+from ..core.trust.evidence.epoch_cache import EVENT_KINDS, EpochFindings, EvidenceCache
 from .plot_items import EventRegions
 
 #: Band colours (#AARRGGBB): translucent so the trace stays readable.

@@ -7,7 +7,7 @@ The model's suggestions are a second layer: a thin dotted violet step line drawn
 the stage it names, so it never hides the technologist's solid line and a disagreement shows as
 the two lines parting. It is only a view: the technologist's stages are what gets exported.
 
-Epochs the review queue flags (``core.review_queue``) are marked by short ticks along the top
+Epochs the review queue flags (``core.review.review_queue``) are marked by short ticks along the top
 edge: orange until the technologist has scored the epoch, grey after.
 """
 
@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from ..core.stages import EPOCH_SECONDS, Stage
+from ..core.base.stages import EPOCH_SECONDS, Stage
 from .plot_items import BACKGROUND, ClockAxis
 
 #: Height of each stage on the plot (clinical convention: R drawn between W and N1).

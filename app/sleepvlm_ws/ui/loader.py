@@ -1,6 +1,6 @@
 """Open a recording and its study off the GUI thread.
 
-``RecordingLoader.load(...)`` runs ``ScoringSession.open`` in a QThread and answers with
+``RecordingLoader.load(...)`` runs ``ReviewSession.open`` in a QThread and answers with
 ``loaded(session)`` or ``failed(message)`` (always a one-line message naming the file).
 The loader lives in the GUI thread, so its signals reach the window there.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.session import ScoringSession
+from ..core.review.session import ReviewSession
 from ..errors import InputError
 
 
@@ -34,7 +34,7 @@ class _OpenWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            session = ScoringSession.open(self.recording, study_path=self.study, scorer=self.scorer)
+            session = ReviewSession.open(self.recording, study_path=self.study, scorer=self.scorer)
         except Exception as error:  # noqa: BLE001 - every failure becomes one line for the user
             self.error.emit(describe_failure(self.recording, error))
         else:
@@ -44,7 +44,7 @@ class _OpenWorker(QObject):
 class RecordingLoader(QObject):
     """One load at a time; ``busy`` while a thread is running."""
 
-    loaded = Signal(object)      # ScoringSession
+    loaded = Signal(object)      # ReviewSession
     failed = Signal(str)         # one-line message
 
     def __init__(self, parent: QObject | None = None):

@@ -1,6 +1,6 @@
 """MainWindow: the waveform above, the hypnogram below, an AI panel on the right.
 
-The window presents a ScoringSession and forwards the technologist's keys and clicks to it;
+The window presents a ReviewSession and forwards the technologist's keys and clicks to it;
 every scoring rule lives in the core. The model features (load a pack, score the night, accept
 or override a suggestion) are wired in ``ai_review.AIReview``.
 """
@@ -11,17 +11,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow,
-                               QMessageBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter,
+                               QVBoxLayout, QWidget)
 
-from ..core.evidence.epoch_cache import KIND_TITLES
-from ..core.montage import Montage
-from ..core.session import ScoringSession
-from ..core.stages import Stage
+from ..core.base.stages import Stage
+from ..core.review.session import ReviewSession
+from ..core.signals.montage import Montage
+from ..core.trust.evidence.epoch_cache import KIND_TITLES
 from ..errors import InputError
+from .agreement_dialog import choose_report, open_agreement
 from .ai_panel import NO_MODEL_TEXT  # noqa: F401 - re-exported (tests, app)
 from .ai_review import AIReview
-from .agreement_dialog import choose_report, open_agreement
 from .exporting import DEFAULT_FORMAT, export_filters, export_session, format_for
 from .hypnogram_view import HypnogramView
 from .loader import RecordingLoader
@@ -40,7 +40,7 @@ SCORING_KEYS: dict[Stage, tuple[str, ...]] = {
 RECORDING_FILTER = "Polysomnography (*.edf *.EDF *.bdf *.BDF *.rec);;All files (*)"
 
 
-def status_text(session: ScoringSession) -> str:
+def status_text(session: ReviewSession) -> str:
     """``Epoch 123 / 960 · 23:41:30 · N2 · scored 500/960 (52%)`` (+ the montage note)."""
     epoch, n = session.epoch, session.n_epochs
     scored, total = session.progress()
@@ -59,7 +59,7 @@ class MainWindow(QMainWindow):
     def __init__(self, scorer: str = "technologist", parent: QWidget | None = None):
         super().__init__(parent)
         self.scorer = scorer
-        self.session: ScoringSession | None = None
+        self.session: ReviewSession | None = None
         self.montage_dialog: MontageDialog | None = None
         self.shortcuts_dialog: QDialog | None = None
         self._closing = False
@@ -250,7 +250,7 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"Opening {Path(recording).name}…")
         return self.loader.load(recording, study, self.scorer)
 
-    def _on_loaded(self, session: ScoringSession) -> None:
+    def _on_loaded(self, session: ReviewSession) -> None:
         if self._closing:
             session.close()
             return
@@ -377,7 +377,7 @@ class MainWindow(QMainWindow):
         filters = export_filters()
         if not filters:
             self.show_error("Export hypnogram", "Export is not available in this build "
-                            "(sleepvlm_ws.core.formats is missing).")
+                            "(sleepvlm_ws.core.study.formats is missing).")
             return
         default = str(self.session.recording.path.with_suffix(f".hypnogram.{DEFAULT_FORMAT}"))
         preferred = next((f for f in filters if f.endswith(f"(*.{DEFAULT_FORMAT})")), filters[0])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QGridLayout, QLabel,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from ..core.montage import ROLE_TITLES, ROLES, Derivation, Montage
+from ..core.signals.montage import ROLE_TITLES, ROLES, Derivation, Montage
 
 MISSING = "(missing)"
 NO_REFERENCE = "(none)"

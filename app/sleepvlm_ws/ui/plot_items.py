@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QRectF
 from PySide6.QtGui import QColor
 
-from ..core.stages import EPOCH_SECONDS
+from ..core.base.stages import EPOCH_SECONDS
 
 pg.setConfigOptions(antialias=False)
 

@@ -1,6 +1,6 @@
 """The window's review features: the second opinion, the review queue, bulk acceptance.
 
-``ReviewActions`` keeps the open session's ``core.review_queue.ReviewQueue`` up to date (from
+``ReviewActions`` keeps the open session's ``core.review.review_queue.ReviewQueue`` up to date (from
 the model's stored suggestions, the stored second opinion and, once measured in this session,
 the signal evidence), marks flagged epochs on the hypnogram, moves to the next / previous
 flagged epoch in time (F / ], Shift+F / [) or to the least confident one not yet reviewed (L:
@@ -14,11 +14,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
-from ..core import second_opinion
-from ..core.render import RENDERER_VERSION
-from ..core.review_queue import ReviewQueue, build_queue, status_text
-from ..core.stage_confidence import format_percent
-from ..core.suggestions import SuggestionStore
+from ..core.base.probabilities import format_percent
+from ..core.review.review_queue import ReviewQueue, build_queue, status_text
+from ..core.signals.render import RENDERER_VERSION
+from ..core.study.suggestions import SuggestionStore
+from ..core.trust import second_opinion
+from ..core.trust.evidence import measure_recording
 from ..errors import InputError
 from .loader import describe_failure
 
@@ -38,8 +39,6 @@ class _SecondOpinionWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from ..core.evidence import measure_recording
-
         try:
             result = second_opinion.compute(self.recording, self.montage)
             evidence = measure_recording(self.recording, self.montage)

@@ -1,127 +1,19 @@
-"""Model settings (CPU threads, GPU layers, context size, lab server, rationale length) and
-their dialog.
-
-The settings live in ``model-settings.json`` in the per-user data folder. The defaults run on a
-2-core laptop: every CPU core, nothing on the GPU, the pack's own context size. With one or more
-lab server addresses the model pack is still read here (prompt, rule vocabulary) but every
-request goes to the servers (``core.remote.RemotePool``); threads, GPU layers and context size
-then do not apply.
-"""
+"""The model settings dialog (CPU threads, GPU layers, context size, lab server, rationale
+length). The settings themselves, their file and their checks are ``core.model.settings``."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox,
-                               QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox, QLabel,
+                               QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
-from .. import paths
-from ..core.remote import API_KEY_ENV, MAX_PARALLEL, parse_server_urls
+from ..core.model.remote import API_KEY_ENV, parse_server_urls
+from ..core.model.settings import (MAX_CONTEXT, MAX_GPU_LAYERS, MAX_SERVER_PARALLEL, MAX_THREADS,
+                                   MIN_RATIONALE_TOKENS, ModelSettings, cpu_count)
 from ..errors import InputError
 
-SETTINGS_FILE = "model-settings.json"
-MAX_THREADS = 256
-MAX_GPU_LAYERS = 999
-MAX_CONTEXT = 131072
-MIN_CONTEXT = 512
-RATIONALE_TOKENS_DEFAULT = 1024      # as in SleepVLM's evaluation
-MIN_RATIONALE_TOKENS = 16
-SERVER_PARALLEL_DEFAULT = 8
-MAX_SERVER_PARALLEL = MAX_PARALLEL
 SERVER_PLACEHOLDER = "http://host:8080 — empty: run the model on this computer"
-
-
-def _cpu_count() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """How the model runs here. ``context_size`` 0: the pack's own; ``gpu_layers`` -1: all."""
-
-    threads: int = 0                 # 0 until resolved: see ``defaults()``
-    gpu_layers: int = 0
-    context_size: int = 0
-    rationale_tokens: int = RATIONALE_TOKENS_DEFAULT
-    rationale_whole_night: bool = False   # Score night also asks every epoch's rationale (slow)
-    last_pack: str = ""              # the folder offered by "Load model pack…"
-    server_urls: str = ""            # lab servers, comma/space separated; "": the embedded model
-    server_parallel: int = SERVER_PARALLEL_DEFAULT   # requests in flight at once (servers)
-    server_grammar: bool = True      # send the answer grammar (off: the server may batch-sample
-                                     # on the GPU; the tolerant parser flags off-schema answers)
-
-    @classmethod
-    def defaults(cls) -> "ModelSettings":
-        return cls(threads=_cpu_count())
-
-    def checked(self) -> "ModelSettings":
-        """The same settings with every number brought into its allowed range; server
-        addresses that are not all well-formed are dropped (the embedded model then runs)."""
-        def clamp(value, low, high, fallback):
-            try:
-                number = int(value)
-            except (TypeError, ValueError, OverflowError):
-                return fallback
-            return max(low, min(high, number))
-
-        context = clamp(self.context_size, 0, MAX_CONTEXT, 0)
-        servers = ", ".join(self.server_list())
-        return replace(
-            self,
-            threads=clamp(self.threads, 1, MAX_THREADS, _cpu_count()),
-            gpu_layers=clamp(self.gpu_layers, -1, MAX_GPU_LAYERS, 0),
-            context_size=0 if context == 0 else max(MIN_CONTEXT, context),
-            rationale_tokens=clamp(self.rationale_tokens, MIN_RATIONALE_TOKENS, 8192,
-                                   RATIONALE_TOKENS_DEFAULT),
-            rationale_whole_night=bool(self.rationale_whole_night),
-            last_pack=str(self.last_pack or ""),
-            server_urls=servers,
-            server_parallel=clamp(self.server_parallel, 1, MAX_SERVER_PARALLEL,
-                                  SERVER_PARALLEL_DEFAULT),
-            server_grammar=(self.server_grammar if isinstance(self.server_grammar, bool)
-                            else True))
-
-    def server_list(self) -> list[str]:
-        """The lab servers to send requests to; [] runs the model on this computer."""
-        try:
-            return parse_server_urls(self.server_urls)
-        except InputError:
-            return []
-
-    def runtime_options(self) -> dict:
-        """Keyword arguments for ``LocalRuntime``."""
-        return {"n_threads": self.threads, "n_gpu_layers": self.gpu_layers,
-                "n_ctx": self.context_size or None}
-
-
-def settings_path():
-    return paths.user_data_dir() / SETTINGS_FILE
-
-
-def load_settings() -> ModelSettings:
-    """The saved settings (unknown keys ignored, bad values reset); defaults if none saved."""
-    base = ModelSettings.defaults()
-    try:
-        raw = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return base
-    if not isinstance(raw, dict):
-        return base
-    known = {f.name for f in fields(ModelSettings)}
-    return replace(base, **{k: v for k, v in raw.items() if k in known}).checked()
-
-
-def save_settings(settings: ModelSettings) -> None:
-    """Write the settings (atomically); an unwritable folder is not worth an error dialog."""
-    path = settings_path()
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(asdict(settings.checked()), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass
 
 
 class SettingsDialog(QDialog):
@@ -140,7 +32,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout(here)
         self.threads = QSpinBox()
         self.threads.setRange(1, MAX_THREADS)
-        self.threads.setToolTip(f"CPU threads for the model (this computer has {_cpu_count()})")
+        self.threads.setToolTip(f"CPU threads for the model (this computer has {cpu_count()})")
         self.gpu_layers = QSpinBox()
         self.gpu_layers.setRange(-1, MAX_GPU_LAYERS)
         self.gpu_layers.setSpecialValueText("all")

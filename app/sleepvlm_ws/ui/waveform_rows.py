@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyqtgraph as pg
 
-from ..core.display_filters import DisplayFilter, signal_kind, standard_filter
-from ..core.montage import ROLES, Derivation, Montage, read_role
-from ..core.recording import Recording
+from ..core.signals.display_filters import DisplayFilter, signal_kind, standard_filter
+from ..core.signals.montage import ROLES, Derivation, Montage, read_role
+from ..core.signals.recording import Recording
 from .plot_items import SecondGrid
 
 #: Sensitivities offered, in uV per row height (the amplitude "+" key moves towards the small end).

@@ -1,7 +1,7 @@
 """WaveformView: the current epoch with 15 s of context on each side, one row per montage role.
 
 The view only presents: it reads the shown window from the Recording (through the montage),
-applies the display filter (core.display_filters) and draws; the detectors' findings are drawn
+applies the display filter (core.signals.display_filters) and draws; the detectors' findings are drawn
 as bands by ``evidence_overlays`` (measured off the GUI thread). Paging reuses every plot item
 and only calls ``setData`` / ``setXRange``; pyqtgraph downsamples to the screen width.
 """
@@ -14,17 +14,16 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCursor
 from PySide6.QtWidgets import QMenu, QVBoxLayout, QWidget
 
-from ..core.display_filters import (FILTER_PAD_S, HIGHPASS_CHOICES, LOWPASS_CHOICES,
-                                    DisplayFilter, apply_display_filter, standard_filter)
-from ..core.montage import Montage
-from ..core.recording import Recording
-from ..core.stages import EPOCH_SECONDS
+from ..core.base.stages import EPOCH_SECONDS
+from ..core.signals.display_filters import (FILTER_PAD_S, HIGHPASS_CHOICES, LOWPASS_CHOICES, DisplayFilter,
+                                            apply_display_filter, standard_filter)
+from ..core.signals.montage import Montage
+from ..core.signals.recording import Recording
 from ..errors import InputError
 from .amplitude_tools import Caliper, SlowWaveRuler
 from .evidence_overlays import EvidenceOverlays, EvidenceService
 from .plot_items import BACKGROUND, ClockAxis, SecondGrid
-from .waveform_rows import (GAIN_STEPS_UV, OTHER_COLOUR, ROLE_COLOURS, Row, autoscale,
-                            next_gain, plan_rows)
+from .waveform_rows import GAIN_STEPS_UV, OTHER_COLOUR, ROLE_COLOURS, Row, autoscale, next_gain, plan_rows
 
 CONTEXT_S = EPOCH_SECONDS / 2      # half an epoch either side
 LABEL_WIDTH = 130

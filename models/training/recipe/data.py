@@ -6,9 +6,9 @@ Two sources, one output format (a ``.npz`` and a ``.json`` per night):
 - a directory of real scored studies (EDF + hypnogram, Sleep-EDF or MASS naming, see
   :func:`real_pairs`), read, mapped and rendered exactly as the workstation reads, maps and
   renders a recording.
-The images come from core/render.py (the function the workstation uses at run time); the rule
-IDs and the rationale from core/evidence (measured on the rendered roles only, never from the
-generator's hidden state), the answer text from core/answer.format_answer.
+The images come from core/signals/render.py (the function the workstation uses at run time); the rule
+IDs and the rationale from core/trust/evidence (measured on the rendered roles only, never from the
+generator's hidden state), the answer text from core/model/answer.format_answer.
 """
 
 from __future__ import annotations
@@ -100,15 +100,15 @@ def randomised_specs(n_nights: int, seed: int, first_subject: int = 2000,
 
 def real_pairs(directory: str | Path) -> list[NightSpec]:
     """Scored studies in ``directory`` (Sleep-EDF, MASS or the workstation's own naming), found
-    exactly as `sleepvlm-ws evaluate FOLDER` finds them (core/evaluate.find_scored_studies)."""
-    from sleepvlm_ws.core.evaluate import find_scored_studies
+    exactly as `sleepvlm-ws evaluate FOLDER` finds them (core/pipeline/evaluate.find_scored_studies)."""
+    from sleepvlm_ws.core.pipeline.evaluate import find_scored_studies
 
     return [NightSpec(name=edf.stem.replace(" ", "_"), seed=k, recording=str(edf), hypnogram=str(hyp))
             for k, (edf, hyp) in enumerate(find_scored_studies(directory))]
 
 
 def epoch_features(traces: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Phase-1 targets of one epoch from its conditioned 100-Hz traces (core/render.condition_epoch):
+    """Phase-1 targets of one epoch from its conditioned 100-Hz traces (core/signals/render.condition_epoch):
     [6 roles, 30 s, 5] = delta/theta/alpha/beta power in dB and mean absolute amplitude (uV, as
     log1p), per second; and a [6] mask of roles present."""
     out = np.zeros((N_ROLES, N_SECONDS, N_FEATURES), dtype=np.float32)
@@ -131,12 +131,12 @@ def epoch_features(traces: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _night_signals(spec: NightSpec):
     """(role -> (uV, fs) for the rendered roles, stages, n_epochs)."""
-    from sleepvlm_ws.core.stages import Stage
+    from sleepvlm_ws.core.base.stages import Stage
 
     if spec.recording:
-        from sleepvlm_ws.core.formats import import_hypnogram
-        from sleepvlm_ws.core.montage import auto_montage, read_role
-        from sleepvlm_ws.core.recording import Recording
+        from sleepvlm_ws.core.study.formats import import_hypnogram
+        from sleepvlm_ws.core.signals.montage import auto_montage, read_role
+        from sleepvlm_ws.core.signals.recording import Recording
 
         rec = Recording.open(spec.recording)
         montage = auto_montage([c.label for c in rec.channels])
@@ -162,11 +162,12 @@ def _night_signals(spec: NightSpec):
 
 def build_night(spec: NightSpec, out_dir: str | Path) -> dict:
     """Render and label one night into ``out_dir/<name>.npz`` + ``.json``; returns its summary."""
-    from sleepvlm_ws.core.answer import format_answer
-    from sleepvlm_ws.core.evidence.measures import measure_night
-    from sleepvlm_ws.core.evidence.rationale import write_rationale
-    from sleepvlm_ws.core.evidence.rules_check import derive_rules
-    from sleepvlm_ws.core.render import PAD_S, EpochWindow, condition_epoch, draw_epoch, epoch_window_span
+    from sleepvlm_ws.core.model.answer import format_answer
+    from sleepvlm_ws.core.trust.evidence.measures import measure_night
+    from sleepvlm_ws.core.trust.evidence.rationale import write_rationale
+    from sleepvlm_ws.core.trust.evidence.rules_check import derive_rules
+    from sleepvlm_ws.core.signals.render import (PAD_S, EpochWindow, condition_epoch, draw_epoch,
+                                                 epoch_window_span)
 
     out = Path(out_dir)
     signals, stages, n = _night_signals(spec)

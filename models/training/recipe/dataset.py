@@ -18,7 +18,7 @@ class NightSet:
     def __init__(self, data_dir: str | Path, names: list[str], layout: RequestLayout, device: str):
         import torch
 
-        from sleepvlm_ws.core.request import blank_epoch_png
+        from sleepvlm_ws.core.model.request import blank_epoch_png
 
         images, feats, fmask, stages, prev, nxt = [], [], [], [], [], []
         self.fine: list[list[int] | None] = []

@@ -1,6 +1,6 @@
 """Training inputs laid out exactly as llama.cpp's libmtmd lays out a workstation request.
 
-A request (core/request.py, rendered through the pack's chat template and tokenised by libmtmd)
+A request (core/model/request.py, rendered through the pack's chat template and tokenised by libmtmd)
 is, chunk by chunk (checked against libmtmd by check_fidelity.py)::
 
     text   <|im_start|>system\\n{prompt}<|im_end|>\\n<|im_start|>user\\nPreceding epoch N‑1: <|vision_start|>
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sleepvlm_ws.core.request import PRECEDING_LABEL, SUBSEQUENT_LABEL, TARGET_LABEL
+from sleepvlm_ws.core.model.request import PRECEDING_LABEL, SUBSEQUENT_LABEL, TARGET_LABEL
 
 PATCH = 14
 MERGE = 2

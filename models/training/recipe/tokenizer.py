@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from sleepvlm_ws.core.convert import QWEN25VL_CHAT_TEMPLATE
+from sleepvlm_ws.core.model.convert import QWEN25VL_CHAT_TEMPLATE
 
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                r"|\s*[\r\n]+|\s+(?!\S)|\s+")

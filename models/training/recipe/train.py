@@ -195,7 +195,7 @@ def quick_validation(model, data, n: int, seed: int, log: Log, batch: int = 64) 
     come from `sleepvlm-ws evaluate` on the converted pack."""
     import torch
 
-    from sleepvlm_ws.core.answer import parse_answer
+    from sleepvlm_ws.core.model.answer import parse_answer
 
     rng = np.random.default_rng(seed)
     idx = rng.choice(data.scored, size=min(n, len(data.scored)), replace=False)

@@ -17,6 +17,7 @@ records the generated roles through it and returns the signals as the recording 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from scipy import signal
@@ -142,7 +143,6 @@ def _resample(x: np.ndarray, fs: float, fs_out: float) -> np.ndarray:
     """Resample as an acquisition system sampling at ``fs_out`` would (anti-aliased)."""
     if abs(fs - fs_out) < 1e-9:
         return x
-    from fractions import Fraction
 
     ratio = Fraction(fs_out / fs).limit_denominator(64)
     return signal.resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)

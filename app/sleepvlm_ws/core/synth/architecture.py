@@ -29,13 +29,15 @@ Datasets).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..sleep_statistics import sleep_statistics
-from ..stages import EPOCH_SECONDS, Stage
+from ..base.stages import EPOCH_SECONDS, Stage
+from ..trust.sleep_statistics import sleep_statistics
 
 #: Stage order of the transition matrices.
 ORDER = (Stage.W, Stage.N1, Stage.N2, Stage.N3, Stage.R)
@@ -242,9 +244,6 @@ DREEM_CODES = {-1: Stage.UNSCORED, 0: Stage.W, 1: Stage.N1, 2: Stage.N2, 3: Stag
 
 def read_dreem_scoring(path) -> list[Stage]:
     """One Dreem Open Datasets scorer file: a JSON list of codes per 30-s epoch."""
-    import json
-    from pathlib import Path
-
     data = json.loads(Path(path).read_text())
     return [DREEM_CODES[int(c)] for c in data]
 

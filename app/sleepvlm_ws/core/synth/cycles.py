@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..stages import Stage
+from ..base.stages import Stage
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pyedflib
+from scipy.signal import butter, sosfiltfilt
 
-from ..stages import EPOCH_SECONDS, Stage
+from ..base.hypnogram import Hypnogram
+from ..base.stages import EPOCH_SECONDS, Stage
+from ..study.formats.edf_plus import LABELS
 from . import waveforms as wf
 from .cycles import Subject, draw_hypnogram, draw_subject
 
@@ -84,8 +88,6 @@ def _n3_floor(stages: list[Stage], f4_delta: np.ndarray, fs: float, need_s: int 
     (0.5-2 Hz zero-phase band-pass, peak-to-peak per 1-s window), exceed ``need_uv`` in at least
     ``need_s`` windows. AASM N3.1 asks 75 uV in 6 s; the margin covers the rest of the signal
     adding to or cancelling the slow waves."""
-    from scipy.signal import butter, sosfiltfilt
-
     spe = int(EPOCH_SECONDS * fs)
     sec = int(fs)
     gain = np.ones(len(stages), dtype=np.float32)
@@ -285,8 +287,6 @@ def write_night_edf(night: SyntheticNight, path: str | Path,
                     start: datetime = datetime(2026, 1, 15, 22, 30, 0),
                     with_hypnogram: bool = True) -> Path:
     """Write the night as EDF+ (digital range +-32767, physical +-3276.7 uV = 0.1 uV resolution)."""
-    import pyedflib
-
     path = Path(path)
     labels = list(EDF_LABELS)
     writer = pyedflib.EdfWriter(str(path), len(labels), file_type=pyedflib.FILETYPE_EDFPLUS)
@@ -304,8 +304,6 @@ def write_night_edf(night: SyntheticNight, path: str | Path,
         data = [np.clip(night.signals[r], -3276.7, 3276.7).astype(np.float64) for r in labels]
         writer.writeSamples(data)
         if with_hypnogram:  # Sleep-EDF style runs, as the hypnogram exporter writes them
-            from ..formats.edf_plus import LABELS
-            from ..hypnogram import Hypnogram
 
             for onset, duration, stage in Hypnogram(stages=list(night.stages)).segments():
                 writer.writeAnnotation(onset, duration, LABELS[stage])

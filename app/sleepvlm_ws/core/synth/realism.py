@@ -9,11 +9,15 @@ hypnogram. Cohen's kappa and per-stage recall/precision say how PSG-like the sig
 from __future__ import annotations
 
 import argparse
+import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from ..stages import SLEEP_STAGES, Stage
+from ..base.stages import SLEEP_STAGES, Stage
+from .acquisition import apply_acquisition, draw_acquisition
+from .night import generate_night
 
 STAGE_NAMES = [s.value for s in SLEEP_STAGES]       # W N1 N2 N3 R
 _YASA = {"W": "W", "WAKE": "W", "N1": "N1", "N2": "N2", "N3": "N3", "R": "R", "REM": "R"}
@@ -37,8 +41,7 @@ def yasa_predict(night, eeg_only: bool = False, eeg: str = "C4-M1") -> list[str]
     list of str
         One of W, N1, N2, N3, R per epoch.
     """
-    import logging
-
+    # late: mne and yasa (numba, LightGBM) take seconds to import and are needed only here
     import mne
     import yasa
 
@@ -142,9 +145,6 @@ def recorded(night, seed: int):
     """``night`` recorded through a random acquisition chain (core/synth/acquisition: central
     electrode site and reference, gains, hardware filters, mains, noise, artefacts) at a rate
     YASA is run at in the workstation (>= 100 Hz), as a new SyntheticNight; and the chain."""
-    from dataclasses import replace
-
-    from .acquisition import apply_acquisition, draw_acquisition
 
     rng = np.random.default_rng([seed, 11])
     acq = draw_acquisition(rng)
@@ -161,8 +161,6 @@ def run(seeds: list[int], hours: float = 8.0, fs: float = 256.0, eeg_only: bool 
     ``acquisition``: record each night through a random hardware chain first (``recorded``);
     ``log(line)`` is told each chain.
     """
-    from .night import generate_night
-
     rows = []
     for seed in seeds:
         t0 = time.perf_counter()

@@ -7,7 +7,7 @@ the trace as displayed (positive up); amplitudes are peak values unless named pe
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+from scipy import fft, signal
 
 
 def band_noise(n: int, fs: float, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
@@ -28,8 +28,6 @@ def aperiodic_pair(n: int, fs: float, rng: np.random.Generator, lo: float = 0.3,
     et al. 2020, eLife 9:e55092). Mixing the two noises per epoch gives the exponent in between.
     Shaped in the frequency domain (one FFT), so it costs little even for a whole night.
     """
-    from scipy import fft
-
     spec = fft.rfft(rng.standard_normal(n).astype(np.float32))
     f = np.fft.rfftfreq(n, 1.0 / fs).astype(np.float32)
     band = (f >= lo) & (f <= min(hi, 0.45 * fs))

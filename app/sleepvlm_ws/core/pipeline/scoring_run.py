@@ -1,0 +1,405 @@
+"""The whole-night AI scoring run: every epoch of a recording through the model, each answer
+stored in the study as a suggestion the moment it is produced.
+
+``ScoringRun`` is Qt-free; the CLI runs it in the main thread, the GUI from a worker thread.
+It opens its own connection to the study (an SQLite connection belongs to one thread) and
+asks the study which epochs still lack an answer for (model id, renderer version, pass), so
+a run that crashed, was killed or was cancelled resumes where it stopped and never asks the
+model twice for the same epoch. The fast pass (stage + rule IDs) covers the night first;
+``rationale="all"`` then adds a second pass asking for the reasoning.
+
+Each request carries three images (preceding, target, following epoch); each image is
+rendered once and kept in a small LRU for the two other requests it appears in. An epoch
+with no signal in its target window is skipped: nothing stored, counted. The run is audited
+once when it starts and once when it ends (``core.study.suggestions``), never per epoch.
+
+With ``parallel`` > 1 (a runtime that serves concurrent requests: ``RemoteRuntime`` in front
+of a server with several slots) up to that many requests are in flight at once. Images are
+still rendered, and answers still stored, in the run's own thread, as each answer arrives.
+Cancel, pause or a failed request lets the requests already sent finish and stores their
+answers first; Ctrl-C (or a failure in the run's own thread) stores the answers that have
+arrived and does not wait for the rest. A resumed run asks only for what is not stored.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ...errors import InputError
+from ..model import request as _request
+from ..review.session import ReviewSession
+from ..signals.montage import ROLES, Montage, read_role
+from ..signals.render import PAD_S, RENDERER_VERSION, EpochWindow, epoch_window_span, render_png
+from ..study.study import Study
+from ..study.suggestions import FAST, RATIONALE, SuggestionStore, record_run_finished, record_run_started
+
+RATIONALE_MODES = ("none", "all")
+ACTOR = "sleepvlm-ws"
+IMAGE_CACHE_SIZE = 6          # the three images of a request plus a little slack
+ETA_WINDOW = 16               # epochs in the moving average behind the ETA
+# Before the first rationale answer, a rationale is guessed to cost this many fast answers
+# (about 5.7x measured on the GPU: 1.36 s vs 0.24 s per request).
+RATIONALE_COST_GUESS = 5.0
+_PAUSE_POLL_S = 0.1
+
+ProgressCallback = Callable[[int, int, "float | None"], Any]
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``outcome``: completed, cancelled, failed or interrupted (Ctrl-C)."""
+
+    model_id: str
+    renderer_version: str
+    outcome: str = "failed"
+    stored: dict[str, int] = field(default_factory=lambda: {FAST: 0, RATIONALE: 0})
+    already_stored: dict[str, int] = field(default_factory=lambda: {FAST: 0, RATIONALE: 0})
+    skipped_no_signal: int = 0     # epochs (counted once) with no signal to score
+    model_calls: int = 0
+    model_seconds: dict[str, float] = field(default_factory=lambda: {FAST: 0.0, RATIONALE: 0.0})
+    seconds: float = 0.0           # wall time of the whole run
+    epochs_done: int = 0           # epochs handled (scored or skipped) in this run
+    epochs_total: int = 0          # epochs this run set out to handle
+    images_rendered: int = 0       # epoch images drawn (each serves up to three requests)
+
+    def per_epoch_s(self, pass_name: str = FAST) -> float | None:
+        """Mean model seconds per scored epoch in ``pass_name`` (None if none was scored)."""
+        n = self.stored.get(pass_name, 0)
+        return self.model_seconds[pass_name] / n if n else None
+
+    def counts(self) -> dict:
+        """The audit payload's counts."""
+        return {"stored": dict(self.stored), "already_stored": dict(self.already_stored),
+                "skipped_no_signal": self.skipped_no_signal, "model_calls": self.model_calls,
+                "epochs_done": self.epochs_done, "epochs_total": self.epochs_total,
+                "images_rendered": self.images_rendered, "seconds": round(self.seconds, 3)}
+
+
+def study_montage(recording, study_path: str | Path, scorer: str) -> Montage:
+    """The montage of the study a run writes into: the study is created (auto montage) when it
+    does not exist; one that belongs to another recording is refused (InputError, one line)."""
+    path = Path(study_path)
+    if not path.exists():
+        ReviewSession.open(recording.path, study_path=path, scorer=scorer).close()
+    with Study.open(path) as study:
+        montage, fingerprint = study.montage, study.meta["recording_fingerprint"]
+    if fingerprint and fingerprint != recording.fingerprint():
+        raise InputError(path, f"this study belongs to another recording, not {recording.path.name}")
+    return montage
+
+
+def read_epoch_window(recording, montage: Montage, epoch: int) -> EpochWindow:
+    """Raw samples of every role around ``epoch`` (the renderer's input)."""
+    span = epoch_window_span(epoch, recording.duration_s)
+    signals = {}
+    for role in ROLES:
+        derivation = montage.roles.get(role)
+        signals[role] = (None if derivation is None
+                         else read_role(recording, derivation, span.start_s, span.stop_s))
+    return EpochWindow(signals, pad_s=PAD_S, pad_before_s=span.pad_before_s,
+                       pad_after_s=span.pad_after_s)
+
+
+class EpochImageCache:
+    """Epoch -> (PNG bytes, has signal), rendered once, least recently used dropped."""
+
+    def __init__(self, recording, montage: Montage, size: int = IMAGE_CACHE_SIZE):
+        self.recording, self.montage, self.size = recording, montage, max(3, int(size))
+        self._items: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()
+        self.renders = 0
+
+    def get(self, epoch: int) -> tuple[bytes, bool]:
+        item = self._items.get(epoch)
+        if item is not None:
+            self._items.move_to_end(epoch)
+            return item
+        window = read_epoch_window(self.recording, self.montage, epoch)
+        item = (render_png(window), bool(_request.epoch_has_signal(window)))
+        self.renders += 1
+        self._items[epoch] = item
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return item
+
+    def request_images(self, epoch: int, n_epochs: int) -> "_request.EpochImages":
+        """The three images of the request for ``epoch`` (blank beyond the recording)."""
+        prev = self.get(epoch - 1)[0] if epoch > 0 else None
+        target = self.get(epoch)[0]
+        nxt = self.get(epoch + 1)[0] if epoch + 1 < n_epochs else None
+        return _request.request_images(prev, target, nxt)
+
+
+class _Eta:
+    """Seconds left, from a moving average of recent epochs in each pass."""
+
+    def __init__(self, window: int = ETA_WINDOW):
+        # answers from N requests in flight arrive in bursts: average over at least 2N of them
+        self._recent = {FAST: deque(maxlen=window), RATIONALE: deque(maxlen=window)}
+
+    def add(self, pass_name: str, seconds: float) -> None:
+        self._recent[pass_name].append(seconds)
+
+    def estimate(self, left: dict[str, int]) -> float | None:
+        mean = {p: (sum(d) / len(d) if d else None) for p, d in self._recent.items()}
+        if mean[RATIONALE] is None and mean[FAST] is not None:
+            mean[RATIONALE] = mean[FAST] * RATIONALE_COST_GUESS
+        total = 0.0
+        for pass_name, n in left.items():
+            if n:
+                if mean[pass_name] is None:
+                    return None
+                total += n * mean[pass_name]
+        return total
+
+
+class ScoringRun:
+    """Score a recording's epochs with ``runtime`` (``LocalRuntime`` or ``RemoteRuntime``:
+    anything with ``model_id`` and ``suggest(images, *, rationale)``), storing each answer in
+    the study at ``study_path``. ``run`` may be called from a worker thread: it opens its own
+    study connection there, and calls ``progress`` from that thread (a GUI forwards it to its
+    own thread with a queued signal).
+
+    ``epochs``: which epochs (default all). ``rationale``: "none" (fast pass only) or "all"
+    (then a second pass adds the reasoning). ``actor``: who the audit events name.
+    ``max_tokens``: pass -> new-token budget, where the runtime's default (128 fast, 1024
+    with the rationale) is not wanted; an answer cut short is stored flagged ``truncated``.
+    ``parallel``: requests in flight at once (1: one after another). More than one needs a
+    runtime that says ``concurrent_requests = True`` (the embedded llama.cpp does not).
+    """
+
+    def __init__(self, recording, montage: Montage, study_path: str | Path, runtime, *,
+                 rationale: str = "none", epochs: Iterable[int] | None = None,
+                 actor: str = ACTOR, image_cache_size: int = IMAGE_CACHE_SIZE,
+                 max_tokens: dict[str, int] | None = None, parallel: int = 1):
+        if rationale not in RATIONALE_MODES:
+            raise ValueError(f"rationale must be one of {', '.join(RATIONALE_MODES)}, "
+                             f"not {rationale!r}")
+        if not isinstance(montage, Montage):
+            raise TypeError("montage must be a Montage")
+        self.recording = recording
+        self.montage = montage
+        self.study_path = Path(study_path)
+        self.runtime = runtime
+        self.rationale = rationale
+        self.epochs = None if epochs is None else sorted(set(int(e) for e in epochs))
+        self.actor = actor
+        self.image_cache_size = image_cache_size
+        self.passes = (FAST, RATIONALE) if rationale == "all" else (FAST,)
+        self.max_tokens = dict(max_tokens or {})
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+            raise ValueError(f"parallel must be a whole number of 1 or more, not {parallel!r}")
+        if parallel > 1 and not getattr(runtime, "concurrent_requests", False):
+            raise ValueError(f"{type(runtime).__name__} answers one request at a time: "
+                             f"parallel must be 1")
+        self.parallel = parallel
+        self.summary: RunSummary | None = None
+
+    def run(self, progress: ProgressCallback | None = None,
+            pause_event: threading.Event | None = None,
+            cancel_event: threading.Event | None = None) -> RunSummary:
+        """Score what is still missing; return what was done. ``progress(done, total, eta_s)``
+        is called after each epoch (eta_s None until there is something to go by). Setting
+        ``cancel_event`` stops before the next epoch; ``pause_event`` holds the run while set."""
+        started = time.monotonic()
+        model_id = str(self.runtime.model_id)
+        summary = RunSummary(model_id, RENDERER_VERSION)
+        self.summary = summary
+        study = Study.open(self.study_path)
+        try:
+            store = SuggestionStore(study)
+            n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
+            wanted = [e for e in (self.epochs if self.epochs is not None else range(n_epochs))
+                      if 0 <= e < n_epochs]
+            todo = {p: store.missing_epochs(model_id, RENDERER_VERSION, p, wanted)
+                    for p in self.passes}
+            for p in self.passes:
+                summary.already_stored[p] = len(wanted) - len(todo[p])
+            summary.epochs_total = sum(len(v) for v in todo.values())
+            record_run_started(study, model_id=model_id, renderer_version=RENDERER_VERSION,
+                               passes=self.passes,
+                               epochs_to_score={p: len(v) for p, v in todo.items()},
+                               actor=self.actor,
+                               details={"epochs_requested": len(wanted),
+                                        "model_label": str(getattr(self.runtime, "label", "")
+                                                           or model_id)})
+            try:
+                self._score(store, n_epochs, todo, summary, progress, pause_event, cancel_event)
+            except BaseException as exc:
+                summary.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                summary.seconds = time.monotonic() - started
+                _log_end_quietly(study, summary, self.actor)
+                raise
+            summary.seconds = time.monotonic() - started
+            record_run_finished(study, model_id=model_id, renderer_version=RENDERER_VERSION,
+                                outcome=summary.outcome, counts=summary.counts(),
+                                actor=self.actor)
+        finally:
+            study.close()
+        return summary
+
+    # -- internals ---------------------------------------------------------------------
+    def _score(self, store, n_epochs, todo, summary, progress, pause_event, cancel_event):
+        images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
+        pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="sleepvlm-request")
+                if self.parallel > 1 else None)
+        work = _Pass(self, store, n_epochs, summary, images, pool, progress)
+        try:
+            work.run_all(todo, pause_event, cancel_event)
+        except BaseException:
+            # Ctrl-C, or a failure in this thread (reading, rendering, storing): keep the
+            # answers that have already arrived, do not wait for the others
+            work.salvage()
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _ask(self, request, pass_name: str):
+        if pass_name in self.max_tokens:
+            return self.runtime.suggest(request, rationale=pass_name == RATIONALE,
+                                        max_tokens=self.max_tokens[pass_name])
+        return self.runtime.suggest(request, rationale=pass_name == RATIONALE)
+
+
+class _Pass:
+    """The epochs of each pass: rendered and stored here, asked inline or through ``pool``."""
+
+    def __init__(self, run: ScoringRun, store, n_epochs, summary, images, pool, progress):
+        self.run, self.store, self.n_epochs, self.summary = run, store, n_epochs, summary
+        self.images, self.pool, self.progress = images, pool, progress
+        self.eta = _Eta(max(ETA_WINDOW, 2 * run.parallel))
+        self.left: dict[str, int] = {}
+        self.current_pass = FAST
+        self.no_signal: set[int] = set()
+        self.inflight: dict[Future, int] = {}
+        self.last_done = time.monotonic()
+
+    def run_all(self, todo, pause_event, cancel_event) -> None:
+        summary = self.summary
+        self.left = {p: len(v) for p, v in todo.items()}
+        if self.progress is not None:
+            self.progress(0, summary.epochs_total, None)
+        for pass_name in self.run.passes:
+            self.current_pass = pass_name
+            self.last_done = time.monotonic()
+            for epoch in todo[pass_name]:
+                if self.inflight and ((pause_event is not None and pause_event.is_set())
+                                      or (cancel_event is not None and cancel_event.is_set())):
+                    self.drain()
+                paused = pause_event is not None and pause_event.is_set()
+                if _held(pause_event, cancel_event):
+                    self.drain()
+                    summary.outcome = "cancelled"
+                    return
+                if paused:
+                    self.last_done = time.monotonic()   # a pause is not scoring time
+                has_signal = self.images.get(epoch)[1]
+                summary.images_rendered = self.images.renders
+                if not has_signal:
+                    self.no_signal.add(epoch)
+                    summary.skipped_no_signal = len(self.no_signal)
+                    self.done(epoch, None)
+                    continue
+                request = self.images.request_images(epoch, self.n_epochs)
+                summary.images_rendered = self.images.renders
+                if self.pool is None:
+                    self.done(epoch, self.run._ask(request, pass_name))
+                    continue
+                self.inflight[self.pool.submit(self.run._ask, request, pass_name)] = epoch
+                if len(self.inflight) >= self.run.parallel:
+                    finished, _ = wait(self.inflight, return_when=FIRST_COMPLETED)
+                    self.collect(finished)
+            self.drain()
+        summary.outcome = "completed"
+
+    def drain(self) -> None:
+        """Wait for every request in flight and store its answer."""
+        if self.inflight:
+            self.collect(list(self.inflight))
+
+    def collect(self, futures) -> None:
+        """Store the answers of ``futures`` (in epoch order); if any request failed, wait for
+        the rest in flight, store their answers, then raise the first failure."""
+        failure = None
+        for future in sorted(futures, key=lambda f: self.inflight[f]):
+            epoch = self.inflight.pop(future)
+            try:
+                answer = future.result()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
+                failure = failure or exc
+                continue
+            self.done(epoch, answer)
+        if failure is not None:
+            try:
+                self.drain()
+            except Exception:  # noqa: BLE001 - the first failure is the one reported
+                pass
+            raise failure
+
+    def salvage(self) -> None:
+        """Store the answers already arrived (without waiting for the others); never raises."""
+        arrived = [f for f in self.inflight if f.done() and not f.cancelled()
+                   and f.exception() is None]
+        for future in sorted(arrived, key=lambda f: self.inflight[f]):
+            try:
+                self.keep(self.inflight.pop(future), future.result())
+            except Exception:  # noqa: BLE001 - the run is already failing; that error is shown
+                return
+
+    def keep(self, epoch: int, answer) -> None:
+        """Store one answer of the current pass in the study."""
+        summary, pass_name = self.summary, self.current_pass
+        summary.model_calls += 1
+        if self.store.put(epoch, answer.answer, model_id=summary.model_id,
+                          renderer_version=summary.renderer_version, pass_name=pass_name,
+                          prompt_tokens=answer.prompt_tokens,
+                          completion_tokens=answer.completion_tokens, seconds=answer.seconds,
+                          stage_probabilities=getattr(answer, "stage_probabilities", None)):
+            summary.stored[pass_name] += 1
+            summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
+
+    def done(self, epoch: int, answer) -> None:
+        """One epoch of the current pass handled (``answer`` None: skipped, no signal): store,
+        count, report."""
+        summary, pass_name = self.summary, self.current_pass
+        if answer is not None:
+            self.keep(epoch, answer)
+        now = time.monotonic()
+        self.eta.add(pass_name, now - self.last_done)
+        self.last_done = now
+        self.left[pass_name] -= 1
+        summary.epochs_done += 1
+        if self.progress is not None:
+            self.progress(summary.epochs_done, summary.epochs_total, self.eta.estimate(self.left))
+            # time spent in the callback (a GUI answering an Explain, a held Pause) is not
+            # scoring time
+            self.last_done = time.monotonic()
+
+
+def _held(pause_event, cancel_event) -> bool:
+    """Wait while paused; True when the run is to stop."""
+    while pause_event is not None and pause_event.is_set():
+        if cancel_event is not None and cancel_event.is_set():
+            return True
+        if cancel_event is not None:
+            cancel_event.wait(_PAUSE_POLL_S)
+        else:
+            time.sleep(_PAUSE_POLL_S)
+    return cancel_event is not None and cancel_event.is_set()
+
+
+def _log_end_quietly(study: Study, summary: RunSummary, actor: str) -> None:
+    """Audit a failed run's end without hiding the failure itself."""
+    try:
+        record_run_finished(study, model_id=summary.model_id,
+                            renderer_version=summary.renderer_version, outcome=summary.outcome,
+                            counts=summary.counts(), actor=actor)
+    except Exception:
+        pass

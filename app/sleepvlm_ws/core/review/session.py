@@ -1,0 +1,158 @@
+"""ReviewSession: an open recording + its study + where the technologist is.
+
+This is the Qt-free model the window presents (napari style): navigation, score-and-advance,
+undo. The UI connects to the emitters and forwards key presses here; nothing in this module
+knows about widgets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..base.events import EventEmitter
+from ..base.stages import EPOCH_SECONDS, Stage
+from ..signals.montage import Montage, auto_montage
+from ..signals.recording import Recording
+from ..study.study import MANUAL, Decision, Study, default_study_path
+from ..study.suggestions import accept, override
+from .review_queue import accept_unflagged
+
+CURRENT_EPOCH_KEY = "current_epoch"
+
+
+class ReviewSession:
+    def __init__(self, recording: Recording, study: Study, scorer: str):
+        self.recording = recording
+        self.study = study
+        self.scorer = scorer
+        self._stages = study.stages()
+        saved = study.get_state(CURRENT_EPOCH_KEY)
+        self._epoch = self._clamp(int(saved)) if saved and saved.isdigit() else 0
+        # Emitters (the UI connects to these)
+        self.epoch_changed = EventEmitter()      # (epoch: int)
+        self.stage_changed = EventEmitter()      # (epoch: int, stage: Stage)
+        self.montage_changed = EventEmitter()    # (montage: Montage)
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    def open(cls, recording_path: str | Path, *, study_path: str | Path | None = None,
+             scorer: str = "technologist") -> "ReviewSession":
+        """Open a recording and its study (created next to the recording on first open).
+
+        Raises RecordingError / StudyError (one line) on bad input; never writes to the recording.
+        """
+        recording = Recording.open(recording_path)
+        try:
+            path = Path(study_path) if study_path else default_study_path(recording.path)
+            if path.exists():
+                study = Study.open(path)
+            else:
+                study = Study.create(
+                    path,
+                    recording_path=recording.path,
+                    n_epochs=recording.n_epochs,
+                    montage=auto_montage([c.label for c in recording.channels]),
+                    scorer=scorer,
+                    recording_fingerprint=recording.fingerprint(),
+                    start_iso=recording.start.isoformat() if recording.start else None,
+                )
+        except Exception:
+            recording.close()
+            raise
+        return cls(recording, study, scorer)
+
+    def close(self) -> None:
+        self.study.close()
+        self.recording.close()
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def n_epochs(self) -> int:
+        return self.study.n_epochs
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def montage(self) -> Montage:
+        return self.study.montage
+
+    def stages(self) -> list[Stage]:
+        return list(self._stages)
+
+    def stage(self, epoch: int | None = None) -> Stage:
+        return self._stages[self._epoch if epoch is None else epoch]
+
+    def progress(self) -> tuple[int, int]:
+        scored = sum(1 for s in self._stages if s is not Stage.UNSCORED)
+        return scored, self.n_epochs
+
+    def epoch_onset_s(self, epoch: int | None = None) -> float:
+        return (self._epoch if epoch is None else epoch) * EPOCH_SECONDS
+
+    # -- navigation --------------------------------------------------------------------
+    def _clamp(self, epoch: int) -> int:
+        return max(0, min(self.study.n_epochs - 1, epoch))
+
+    def go_to(self, epoch: int) -> None:
+        epoch = self._clamp(epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self.study.set_state(CURRENT_EPOCH_KEY, str(epoch))
+            self.epoch_changed.emit(epoch)
+
+    def step(self, delta: int) -> None:
+        self.go_to(self._epoch + delta)
+
+    # -- scoring -----------------------------------------------------------------------
+    def score(self, stage: Stage, *, advance: bool = True, source: str = MANUAL,
+              note: str | None = None, epoch: int | None = None) -> Decision:
+        """Record a decision for the current (or given) epoch, then move to the next epoch."""
+        target = self._epoch if epoch is None else epoch
+        decision = self.study.score(target, stage, scorer=self.scorer, source=source, note=note)
+        self._stages[target] = decision.stage
+        self.stage_changed.emit(target, decision.stage)
+        if advance and epoch is None:
+            self.step(1)
+        return decision
+
+    def accept_suggestion(self, suggestion, *, advance: bool = True) -> Decision:
+        """Take the model's stage for the suggestion's epoch (source ai_accepted, audited with
+        a reference to the suggestion), then move on like a stage key does."""
+        return self._record(accept(self.study, suggestion.epoch, suggestion, self.scorer), advance)
+
+    def override_suggestion(self, suggestion, stage: Stage, note: str, *,
+                            advance: bool = True) -> Decision:
+        """Score the suggestion's epoch differently from the model (source ai_overridden); the
+        note saying why is required (ValueError without one)."""
+        decision = override(self.study, suggestion.epoch, stage, suggestion, self.scorer, note)
+        return self._record(decision, advance)
+
+    def accept_unflagged(self, queue) -> list[Decision]:
+        """Accept every unflagged, unscored suggestion of a ``review_queue.ReviewQueue`` in
+        one audited transaction (``review_queue.accept_unflagged``); stays on this epoch."""
+        decisions = accept_unflagged(self.study, queue, self.scorer)
+        for decision in decisions:
+            self._record(decision, advance=False)
+        return decisions
+
+    def _record(self, decision: Decision, advance: bool) -> Decision:
+        self._stages[decision.epoch] = decision.stage
+        self.stage_changed.emit(decision.epoch, decision.stage)
+        if advance and decision.epoch == self._epoch:
+            self.step(1)
+        return decision
+
+    def undo(self) -> Decision | None:
+        """Revert the last decision (the undo itself is audited) and show its epoch."""
+        decision = self.study.undo(scorer=self.scorer)
+        if decision is not None:
+            self._stages[decision.epoch] = decision.stage
+            self.stage_changed.emit(decision.epoch, decision.stage)
+            self.go_to(decision.epoch)
+        return decision
+
+    def set_montage(self, montage: Montage) -> None:
+        self.study.set_montage(montage, scorer=self.scorer)
+        self.montage_changed.emit(montage)

@@ -1,0 +1,35 @@
+"""BIDS-style events table (``*_events.tsv``): onset, duration, stage; one row per epoch.
+
+Import also takes one row per scored period (a duration of several epochs) and the BIDS
+``n/a`` for a missing duration (one epoch) or stage (unscored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...base.hypnogram import Hypnogram
+from ._common import FileScoring, decode_text, read_bytes, seconds_text, write_bytes_atomically
+from ._table import read_table
+
+NAME = "tsv"
+SUFFIXES = (".tsv",)
+DESCRIPTION = "BIDS events table"
+
+
+def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) -> None:
+    lines = ["onset\tduration\tstage"]
+    duration = seconds_text(hyp.epoch_s)
+    for i, stage in enumerate(hyp.stages):
+        lines.append(f"{seconds_text(hyp.onset(i))}\t{duration}\t{stage.value}")
+    write_bytes_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def read(path: Path) -> FileScoring:
+    text = decode_text(path, read_bytes(path))
+    return read_table(path, text, "\t", what="tab-separated events file")
+
+
+def sniff(head: bytes) -> bool:
+    first = head.split(b"\n", 1)[0].lower()
+    return b"\t" in first and b"onset" in first

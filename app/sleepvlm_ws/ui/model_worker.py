@@ -1,0 +1,429 @@
+"""The model off the GUI thread: loading a pack, scoring the night, explaining one epoch.
+
+``ModelWorker`` is a QObject moved to its own QThread. Everything slow happens there:
+``LocalRuntime`` (pack verification, model load), the whole-night ``ScoringRun`` and the
+on-demand rationale for the epoch on screen. It opens its own Recording and Study
+connections, so the window's session is never touched from two threads.
+
+With lab servers in the settings (``server_urls``) the pack is still verified here (its prompt
+and rule vocabulary), but the model is a ``RemotePool`` of those servers: loading asks each for
+its model list, so an unreachable server fails the load with one line, and a night run keeps
+``server_parallel`` requests in flight.
+
+Explain requests go into a thread-safe queue. While a night run is going the queue is checked
+between epochs (in the run's progress callback), so the epoch on screen is explained before the
+rest of the night is scored; when the worker is idle a queued signal wakes it. Pause holds the
+run between epochs (explain requests are still answered while paused); Cancel stops it before
+the next epoch. Both are ``threading.Event`` s, set from the GUI thread.
+
+``ModelController`` lives in the GUI thread: it owns the thread, forwards requests and
+re-emits the worker's signals there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+
+from ..core.model.settings import RATIONALE_TOKENS_DEFAULT, ModelSettings, open_runtime
+from ..core.pipeline.scoring_run import EpochImageCache, ScoringRun
+from ..core.signals.montage import Montage
+from ..core.signals.recording import Recording
+from ..core.signals.render import RENDERER_VERSION
+from ..core.study.study import Study
+from ..core.study.suggestions import FAST, RATIONALE, SuggestionStore
+from ..errors import InputError
+
+_WAKE_POLL_S = 0.1
+SERVER_TIMEOUT_S = 300.0                # one request (a long rationale on a busy server)
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """What to score: the recording, its study, the montage to draw with, who asked."""
+
+    recording_path: Path
+    study_path: Path
+    montage: Montage
+    actor: str
+
+    @classmethod
+    def of(cls, session) -> "RunTarget":
+        return cls(Path(session.recording.path), Path(session.study.path), session.montage,
+                   session.scorer)
+
+
+@dataclass(frozen=True)
+class _ExplainRequest:
+    target: RunTarget
+    epoch: int
+    max_tokens: int
+
+
+def one_line(what: str | Path, error: BaseException) -> str:
+    """An error as one line for the user: InputError as written, anything else with ``what``."""
+    if isinstance(error, InputError):
+        return str(error)
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"{what}: {text} ({type(error).__name__})"
+
+
+class _RationaleBudget:
+    """The runtime as ScoringRun sees it, with the rationale length from the settings."""
+
+    def __init__(self, runtime, max_tokens: int):
+        self.runtime, self.max_tokens = runtime, int(max_tokens)
+        self.model_id = runtime.model_id
+        self.label = getattr(runtime, "label", "")
+        self.concurrent_requests = bool(getattr(runtime, "concurrent_requests", False))
+
+    def suggest(self, images, *, rationale: bool):
+        return self.runtime.suggest(images, rationale=rationale,
+                                    max_tokens=self.max_tokens if rationale else None)
+
+
+class ModelWorker(QObject):
+    """Runs in its own QThread (see the module docstring)."""
+
+    model_loaded = Signal(str, str, str)     # model id, label, pack folder
+    model_failed = Signal(str)               # one line
+    progress = Signal(int, int, object)      # epochs done, epochs to do, seconds left or None
+    suggestion_ready = Signal(int, str)      # epoch, study path
+    explained = Signal(int, str, str)        # epoch, study path, problem ("" when answered)
+    held = Signal(bool)                      # True while Pause holds the run
+    finished = Signal(object)                # RunSummary
+    failed = Signal(str)                     # one line: the run stopped on an error
+
+    def __init__(self):
+        super().__init__()
+        self.pause_event = threading.Event()
+        self.cancel_event = threading.Event()
+        self._wake = threading.Event()
+        self._requests: queue.Queue[_ExplainRequest] = queue.Queue()
+        self.runtime = None
+        self._recording: Recording | None = None
+
+    # -- called from the GUI thread (thread-safe) ----------------------------------------
+    def request_explanation(self, target: RunTarget, epoch: int, max_tokens: int) -> None:
+        self._requests.put(_ExplainRequest(target, int(epoch), int(max_tokens)))
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- slots (worker thread) -----------------------------------------------------------
+    @Slot(str, object)
+    def load_model(self, pack_dir: str, settings: ModelSettings) -> None:
+        self.release()
+        try:
+            runtime = open_runtime(pack_dir, settings, request_timeout_s=SERVER_TIMEOUT_S)
+            model_id = runtime.model_id
+            pack = getattr(runtime, "pack_dir", None) or Path(pack_dir).absolute()
+        except Exception as error:  # noqa: BLE001 - every failure becomes one line
+            self.model_failed.emit(one_line(pack_dir, error))
+            return
+        self.runtime = runtime
+        self.model_loaded.emit(str(model_id), str(runtime.label), str(pack))
+
+    @Slot(object, object)
+    def score_night(self, target: RunTarget, settings: ModelSettings) -> None:
+        self.cancel_event.clear()
+        if self.runtime is None:
+            self.failed.emit("No model loaded: load a model pack first")
+            return
+        study = None
+        try:
+            recording = self._recording_for(target.recording_path)
+            study = Study.open(target.study_path)
+            store = SuggestionStore(study)
+            whole = settings.rationale_whole_night
+            passes = (FAST, RATIONALE) if whole else (FAST,)
+            runtime = _RationaleBudget(self.runtime, settings.rationale_tokens)
+            parallel = settings.server_parallel if runtime.concurrent_requests else 1
+            run = ScoringRun(recording, target.montage, target.study_path, runtime,
+                             rationale="all" if whole else "none", actor=target.actor,
+                             parallel=parallel)
+            known = {p: self._answered(store, p) for p in passes}
+
+            def on_progress(done: int, total: int, eta_s: float | None) -> None:
+                self.progress.emit(done, total, eta_s)
+                self._announce(store, target, known)
+                self._serve_requests()
+                self._hold_while_paused()
+
+            summary = run.run(progress=on_progress, cancel_event=self.cancel_event)
+        except Exception as error:  # noqa: BLE001 - the run's failure is one line for the user
+            self.failed.emit(one_line(target.recording_path, error))
+        else:
+            self.finished.emit(summary)
+        finally:
+            if study is not None:
+                study.close()
+
+    @Slot()
+    def serve_requests(self) -> None:
+        self._serve_requests()
+
+    def release(self) -> None:
+        """Free the model and the recording (worker thread, or after the thread has ended)."""
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            runtime.close()
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _recording_for(self, path: Path) -> Recording:
+        if self._recording is not None and Path(self._recording.path) == Path(path).absolute():
+            return self._recording
+        if self._recording is not None:
+            self._recording.close()
+            self._recording = None
+        self._recording = Recording.open(path)
+        return self._recording
+
+    def _answered(self, store: SuggestionStore, pass_name: str) -> set[int]:
+        missing = store.missing_epochs(self.runtime.model_id, RENDERER_VERSION, pass_name)
+        return set(range(store.study.n_epochs)) - set(missing)
+
+    def _announce(self, store: SuggestionStore, target: RunTarget,
+                  known: dict[str, set[int]]) -> None:
+        """suggestion_ready for every epoch answered since the last look."""
+        fresh: set[int] = set()
+        for pass_name, seen in known.items():
+            now = self._answered(store, pass_name)
+            fresh |= now - seen
+            seen |= now
+        for epoch in sorted(fresh):
+            self.suggestion_ready.emit(epoch, str(target.study_path))
+
+    def _hold_while_paused(self) -> None:
+        if not self.pause_event.is_set() or self.cancel_event.is_set():
+            return
+        self.held.emit(True)
+        while self.pause_event.is_set() and not self.cancel_event.is_set():
+            self._serve_requests()
+            self._wake.wait(_WAKE_POLL_S)
+            self._wake.clear()
+        self.held.emit(False)
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            problem = self._explain(request)
+            self.explained.emit(request.epoch, str(request.target.study_path), problem)
+
+    def _explain(self, request: _ExplainRequest) -> str:
+        """Ask the model for the rationale of one epoch and store it; the problem or ""."""
+        if self.runtime is None:
+            return "no model loaded"
+        target, epoch = request.target, request.epoch
+        try:
+            recording = self._recording_for(target.recording_path)
+            with Study.open(target.study_path) as study:
+                store = SuggestionStore(study)
+                model_id = self.runtime.model_id
+                if store.get_pass(epoch, model_id, RENDERER_VERSION, RATIONALE) is None:
+                    images = EpochImageCache(recording, target.montage)
+                    if not images.get(epoch)[1]:
+                        return f"epoch {epoch + 1} has no signal to explain"
+                    answer = self.runtime.suggest(
+                        images.request_images(epoch, study.n_epochs), rationale=True,
+                        max_tokens=request.max_tokens or RATIONALE_TOKENS_DEFAULT)
+                    store.put(epoch, answer.answer, model_id=model_id,
+                              renderer_version=RENDERER_VERSION, pass_name=RATIONALE,
+                              prompt_tokens=answer.prompt_tokens,
+                              completion_tokens=answer.completion_tokens,
+                              seconds=answer.seconds,
+                              stage_probabilities=getattr(answer, "stage_probabilities", None))
+        except Exception as error:  # noqa: BLE001 - one line for the user, the worker goes on
+            return one_line(target.recording_path, error)
+        self.suggestion_ready.emit(epoch, str(target.study_path))
+        return ""
+
+
+class ModelController(QObject):
+    """The GUI thread's handle on the worker: one model, one job at a time.
+
+    Signals are re-emitted in the GUI thread; ``suggestion_ready`` and ``explained`` only for
+    the study set with ``set_study`` (the one on screen).
+    """
+
+    model_loaded = Signal(str)               # label
+    model_failed = Signal(str)
+    progress = Signal(int, int, object)
+    suggestion_ready = Signal(int)
+    explained = Signal(int, str)             # epoch, problem ("" when answered)
+    held = Signal(bool)
+    finished = Signal(object)
+    failed = Signal(str)
+    busy_changed = Signal(bool)
+
+    _load = Signal(str, object)
+    _score = Signal(object, object)
+    _serve = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.thread: QThread | None = None
+        self.worker: ModelWorker | None = None
+        self.model_id: str | None = None
+        self.model_label: str | None = None
+        self.pack_dir: str | None = None
+        self.loading = False
+        self.running = False
+        self.is_held = False
+        self._study: Path | None = None
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.loading or self.running
+
+    @property
+    def has_model(self) -> bool:
+        return self.model_id is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.worker is not None and self.worker.pause_event.is_set()
+
+    def set_study(self, study_path: str | Path | None) -> None:
+        self._study = None if study_path is None else Path(study_path)
+
+    # -- requests --------------------------------------------------------------------------
+    def load_model(self, pack_dir: str | Path, settings: ModelSettings) -> bool:
+        """Start loading a pack (the current model is freed first); False while busy."""
+        if self.busy:
+            return False
+        self._ensure_thread()
+        self.model_id = self.model_label = self.pack_dir = None
+        self._set_busy(loading=True)
+        self._load.emit(str(pack_dir), settings)
+        return True
+
+    def score_night(self, target: RunTarget, settings: ModelSettings) -> bool:
+        if self.busy or not self.has_model:
+            return False
+        self._set_busy(running=True)
+        self._score.emit(target, settings)
+        return True
+
+    def explain(self, target: RunTarget, epoch: int, max_tokens: int) -> bool:
+        if not self.has_model or self.loading:
+            return False
+        self.worker.request_explanation(target, epoch, max_tokens)
+        self._serve.emit()
+        return True
+
+    def pause(self) -> None:
+        if self.worker is not None:
+            self.worker.pause_event.set()
+
+    def resume(self) -> None:
+        if self.worker is not None:
+            self.worker.pause_event.clear()
+            self.worker.wake()
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel_event.set()
+            self.worker.wake()
+
+    def shutdown(self, wait_ms: int = 120000) -> None:
+        """Stop the run, end the thread and free the model (the window is closing)."""
+        thread, worker = self.thread, self.worker
+        if thread is None:
+            return
+        self.cancel()
+        worker.pause_event.clear()
+        thread.quit()
+        thread.wait(wait_ms)
+        worker.release()
+        self.thread = self.worker = None
+        self.model_id = self.model_label = None
+        self.loading = self.running = False
+
+    # -- internals -------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self.thread is not None:
+            return
+        thread = QThread()
+        thread.setObjectName("sleepvlm-model")
+        worker = ModelWorker()
+        worker.moveToThread(thread)
+        self._load.connect(worker.load_model)
+        self._score.connect(worker.score_night)
+        self._serve.connect(worker.serve_requests)
+        worker.model_loaded.connect(self._on_model_loaded)
+        worker.model_failed.connect(self._on_model_failed)
+        worker.progress.connect(self.progress)
+        worker.suggestion_ready.connect(self._on_suggestion_ready)
+        worker.explained.connect(self._on_explained)
+        worker.held.connect(self._on_held)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        self.thread, self.worker = thread, worker
+        app = QCoreApplication.instance()
+        if app is not None:     # a window never closed must not leave the thread running
+            app.aboutToQuit.connect(self.shutdown)
+        thread.start()
+
+    def _set_busy(self, *, loading: bool = False, running: bool = False) -> None:
+        before = self.busy
+        self.loading, self.running = loading, running
+        if self.busy != before:
+            self.busy_changed.emit(self.busy)
+
+    def _mine(self, study_path: str) -> bool:
+        return self._study is not None and Path(study_path) == self._study
+
+    @Slot(str, str, str)
+    def _on_model_loaded(self, model_id: str, label: str, pack_dir: str) -> None:
+        self.model_id, self.model_label, self.pack_dir = model_id, label, pack_dir
+        self._set_busy()
+        self.model_loaded.emit(label)
+
+    @Slot(str)
+    def _on_model_failed(self, message: str) -> None:
+        self._set_busy()
+        self.model_failed.emit(message)
+
+    @Slot(int, str)
+    def _on_suggestion_ready(self, epoch: int, study_path: str) -> None:
+        if self._mine(study_path):
+            self.suggestion_ready.emit(epoch)
+
+    @Slot(int, str, str)
+    def _on_explained(self, epoch: int, study_path: str, problem: str) -> None:
+        if self._mine(study_path):
+            self.explained.emit(epoch, problem)
+
+    @Slot(bool)
+    def _on_held(self, held: bool) -> None:
+        self.is_held = held
+        self.held.emit(held)
+
+    def _end_run(self) -> None:
+        if self.worker is not None:
+            self.worker.pause_event.clear()
+        self.is_held = False
+        self._set_busy()
+
+    @Slot(object)
+    def _on_finished(self, summary) -> None:
+        self._end_run()
+        self.finished.emit(summary)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._end_run()
+        self.failed.emit(message)
