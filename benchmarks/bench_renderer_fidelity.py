@@ -48,11 +48,9 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from sleepvlm_ws.core.signals.conditioning import PAD_S
 from sleepvlm_ws.core.signals.montage import ROLES
 from sleepvlm_ws.core.signals.render import (RENDERER_VERSION, EpochWindow, condition_epoch, draw_epoch,
-                                             epoch_window_span, render_epoch)
-from sleepvlm_ws.core.base.stages import EPOCH_SECONDS
+                                             render_epoch)
 from sleepvlm_ws.core.synth import generate_night
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,22 +119,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255))
 
 
-def our_window(signals: dict[str, tuple[np.ndarray, float] | None], duration_s: float, epoch: int) -> EpochWindow:
-    span = epoch_window_span(epoch, duration_s)
-    window = {}
-    for role in ROLES:
-        entry = signals.get(role)
-        if entry is None:
-            window[role] = None
-            continue
-        x, fs = entry
-        a, b = int(round(span.start_s * fs)), int(round(span.stop_s * fs))
-        window[role] = (x[a:b], fs)
-    return EpochWindow(window, PAD_S, span.pad_before_s, span.pad_after_s,
-                       epoch_start_s=epoch * EPOCH_SECONDS, recording_s=duration_s)
-
-
-def compare(authors: Authors, signals, duration_s: float, epochs, label: str, rows: list, out):
+def compare(authors: Authors, signals, epochs, label: str, rows: list, out):
     """Render ``epochs`` both ways; ``signals``: role -> (uV, fs) or None (absent)."""
     present = {r: e for r, e in signals.items() if e is not None}
     # the authors' input: absent roles as NaN of the same length (six bands, empty ones drawn empty)
@@ -145,7 +128,7 @@ def compare(authors: Authors, signals, duration_s: float, epochs, label: str, ro
     processed = authors.preprocess(fed)
     for epoch in epochs:
         theirs = authors.render(processed, epoch)
-        window = our_window(signals, duration_s, epoch)
+        window = EpochWindow.around(signals, epoch)
         ours_traces = condition_epoch(window)
         ours = draw_epoch(ours_traces)
         assert np.array_equal(ours, render_epoch(window))
@@ -215,13 +198,13 @@ def main(argv=None) -> int:
             for k, fs in DREAMS_RATES.items():
                 channel, x = read_dreams(args.data / f"excerpt{k}.txt")
                 signals = {r: ((x, fs) if r == "C4-M1" else None) for r in ROLES}
-                compare(authors, signals, x.size / fs, DREAMS_EPOCHS, f"excerpt{k} {channel} {fs:g}Hz",
+                compare(authors, signals, DREAMS_EPOCHS, f"excerpt{k} {channel} {fs:g}Hz",
                         rows, out)
             # for the record: what the authors' function does with one channel on its own
             channel, x = read_dreams(args.data / "excerpt1.txt")
             lone = authors.preprocess({"C4-M1": (x, 100.0)})
             theirs = authors.render(lone, 29)
-            ours = render_epoch(our_window({"C4-M1": (x, 100.0)}, x.size / 100.0, 29))
+            ours = render_epoch(EpochWindow.around({"C4-M1": (x, 100.0)}, 29))
             print(f"(the authors' function given only that channel draws ONE band over the full height:"
                   f" excerpt1 epoch 29 vs ours SSIM {ssim(theirs, ours):.4f}; not counted above)\n", file=out)
 
@@ -232,8 +215,7 @@ def main(argv=None) -> int:
         for fs in SYNTH_RATES:
             night = generate_night(seed=SYNTH_SEED, hours=0.5, fs=fs)
             signals = {r: (np.asarray(night.signals[r], dtype=np.float64), fs) for r in ROLES}
-            duration = len(night.stages) * EPOCH_SECONDS
-            compare(authors, signals, duration, [e for e in SYNTH_EPOCHS if e < len(night.stages)],
+            compare(authors, signals, [e for e in SYNTH_EPOCHS if e < len(night.stages)],
                     f"synth {fs:g}Hz", rows, out)
 
     scores = np.array([r[2] for r in rows])
