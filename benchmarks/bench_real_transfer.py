@@ -5,7 +5,9 @@ given (``--pack``, repeatable; default ``models/default``) and for YASA's pretra
 the same epochs, each DREAMS excerpt (``excerptN.txt`` + ``Hypnogram_excerptN.txt``, read by
 core/signals/dreams.py through a temporary EDF+) goes through ``core.pipeline.evaluate.evaluate_recording``
 (kappa and the rest from core/trust/agreement.py), and a plain-text table gives per excerpt and pooled:
-epochs, channel, rate, Cohen's kappa, accuracy, macro-F1 and the recall of W N1 N2 N3 R.
+epochs, channel, rate, Cohen's kappa, accuracy, macro-F1 and the recall of W N1 N2 N3 R. A
+"fused" row pools the first pack's stage probabilities with YASA's (core/trust/fusion.py: a
+fixed log-linear pool with equal weights, never fitted to these excerpts).
 
 YASA needs a central EEG >= 80 Hz: it cannot stage excerpt 3 (50 Hz; the model can, its renderer
 resamples to 100 Hz). So the pooled side-by-side rows cover the epochs YASA staged (excerpts 1,
@@ -209,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from sleepvlm_ws.cli.common import Progress as _Progress
-    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
     from sleepvlm_ws.core.model.model_pack import verify_pack
     from sleepvlm_ws.core.model.runtime import LocalRuntime
+    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
+    from sleepvlm_ws.core.trust.fusion import FUSION_RULE
 
     packs = [p.resolve() for p in (args.pack or [DEFAULT_PACK])]
     described = []
@@ -279,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"model {n_all} ({excerpt_label(all_names)}); YASA {n_yasa} ({excerpt_label(yasa_names)})",
                    when)
 
+    fused_name = f"{described[0][0].replace('sleepvlm-ws-', '')} + YASA fused"
+    header.append(f"fused: {fused_name} = {FUSION_RULE} (core/trust/fusion.py; a fixed rule, "
+                  f"not fitted), first pack only, on the epochs both staged")
     lines = header + [""]
     lines.append(row([c[0] for c in COLUMNS]))
     lines.append(row(["-" * c[1] for c in COLUMNS]))
@@ -290,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(figure_row(name, ch, rate, described[i][0], results[i][k].model_agreement))
         if r.yasa_agreement is not None:
             lines.append(figure_row(name, ch, rate, f"YASA {yasa.__version__}", r.yasa_agreement))
+            if r.fused_agreement is not None:
+                lines.append(figure_row(name, ch, rate, fused_name, r.fused_agreement))
         else:
             lines.append(row([name, ch, rate, f"YASA {yasa.__version__}", "-", "unavailable (see below)"]))
             notes.append(f"{name}: YASA {r.yasa_unavailable}")
@@ -307,8 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(figure_row(sbs_label, "", "", described[i][0], pooled_sbs[i]))
         yasa_pooled = agreement_or_none(ref_sbs, [yasa_st[k][e] for k, e in staged])
         lines.append(figure_row(sbs_label, "", "", f"YASA {yasa.__version__}", yasa_pooled))
+        fused_st = {k: stages_of(r, "fused") for k, r in enumerate(first)}
+        fused_pooled = agreement_or_none(ref_sbs, [fused_st[k][e] for k, e in staged])
+        if fused_pooled is not None:
+            lines.append(figure_row(sbs_label, "", "", fused_name, fused_pooled))
     else:
-        yasa_pooled = None
+        yasa_pooled = fused_pooled = None
     pooled_all = {}
     if len(yasa_names) != len(all_names) or not staged:
         for i in results:
@@ -334,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     if yasa_pooled is not None:
         lines.append("")
         lines += confusion_lines(f"confusion, YASA {yasa.__version__}, {sbs_label}:", yasa_pooled)
+    if fused_pooled is not None:
+        lines.append("")
+        lines += confusion_lines(f"confusion, {fused_name}, {sbs_label}:", fused_pooled)
     lines.append("")
     for i in results:
         n = sum(r.n_epochs for r in results[i])

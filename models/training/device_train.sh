@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Train the default model on the lent GPU (no network there; 10-minute commands).
 #
-# Here, once:  benchmarks/gpu/prepare.sh is NOT needed; stage one wheel the GPU image may lack:
+# Here, once:  benchmarks/gpu/prepare.sh is NOT needed; stage the wheel the GPU image lacks (it has
+#              torch, transformers, scipy 1.18, pillow, tokenizers; not pyedflib, which the
+#              generator imports). Carry is limited to 64 MiB with the tree, so stage only it:
 #              pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#                --platform manylinux2014_x86_64 -d .device/train-whl scipy==1.14.1
+#                --platform manylinux2014_x86_64 -d .device/train-whl pyedflib
 # There (carry .device/train-whl):
 #              bash models/training/device_train.sh start   # background: data, phase 1, phase 2, export
 #              bash models/training/device_train.sh wait    # poll (<= 9 min); when done, results to $OUT
@@ -19,7 +21,7 @@ ARGS=(--work "$W/work" --nights "${NIGHTS:-44}" --seed 2026 --workers 15
 
 case "${1:-}" in
 start)
-  python3 -c "import scipy, PIL, tokenizers" 2>/dev/null ||
+  python3 -c "import scipy, PIL, tokenizers, pyedflib" 2>/dev/null ||
     python3 -m pip install -q --no-index --no-deps --target /tmp/site "$ROOT"/.device/train-whl/*.whl
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUTDIR/gpu.txt"
   python3 -c "import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__)" >> "$OUTDIR/gpu.txt"

@@ -120,6 +120,12 @@ def test_one_hour_night_json(home, tmp_path):
     assert yasa is not None and doc["yasa_unavailable"] is None
     assert yasa["n_epochs"] == len(night.stages) and -1.0 <= yasa["kappa"] <= 1.0
     assert all(e["yasa"] in {s.value for s in SLEEP_STAGES} for e in doc["epochs"])
+    # the fused stage (model and YASA pooled): on every epoch both staged; where the two agree it
+    # is their stage (a log-linear pool cannot leave a stage both put first)
+    fused = doc["fused_agreement"]
+    assert fused is not None and fused["n_epochs"] == len(night.stages)
+    assert all(e["fused"] in {s.value for s in SLEEP_STAGES} for e in doc["epochs"])
+    assert all(e["fused"] == e["predicted"] for e in doc["epochs"] if e["predicted"] == e["yasa"])
     assert doc["rules"]["epochs"] == len(night.stages)
     assert sha256(rec) == before  # nothing is ever written into a recording
 
@@ -167,6 +173,8 @@ def test_folder_text_then_json_resumes_and_pools(home, tmp_path):
     assert out.count(CONFUSION_HEADER) == 3
     assert "all 2 recordings together:" in out
     assert "      W     N1     N2     N3      R" in out  # the confusion matrix's column header
+    # the fused stage's column beside model and YASA, and the rule that made it, in each table
+    assert out.count("model      YASA     fused") == 3 and out.count("fused: log-linear pool") == 3
 
     doc = ok_json(evaluate(home, str(folder), "--json"))
     assert set(doc) == {"recordings", "pooled"}

@@ -206,6 +206,69 @@ def test_rationale_all_adds_a_second_pass(tmp_path, runtime):
         assert store.get(0, runtime.model_id, RENDERER_VERSION) is None
 
 
+def test_explain_one_epoch_and_every_stored_answer_is_reported(tmp_path, runtime):
+    from edf_factory import write_discontinuous_edf
+
+    from sleepvlm_ws.errors import InputError
+
+    night = generate_night(seed=6, fs=FS, stages=STAGES[:3])
+    onsets = [float(t) for t in range(90) if not 30 <= t < 60]      # epoch 1 is a gap
+    keep = np.concatenate([np.arange(t * 100, t * 100 + 100) for t in map(int, onsets)])
+    path, _ = write_discontinuous_edf(tmp_path / "gap.edf",
+                                      {EDF_LABELS[r]: night.signals[r][keep] for r in EDF_LABELS},
+                                      FS, onsets)
+    rec = Recording.open(path)
+    study_path = _new_study(rec, tmp_path / "gap.sleepvlm")
+    reported: list[tuple[int, str]] = []
+    counting = CountingRuntime(runtime)
+    try:
+        run = _run(rec, study_path, counting, max_tokens={RATIONALE: 12},
+                   on_stored=lambda e, p: reported.append((e, p)))
+        run.run()
+        assert reported == [(0, FAST), (2, FAST)]          # the gap epoch stored nothing
+        assert run.explain(2) is True                       # one request, the rationale pass
+        assert counting.calls[-1][1] is True and len(counting.calls) == 3
+        assert reported[-1] == (2, RATIONALE)
+        assert run.explain(2) is False and len(counting.calls) == 3   # stored: not asked again
+        with pytest.raises(InputError, match="epoch 2 has no signal to explain"):
+            run.explain(1)
+        with pytest.raises(InputError, match="epoch 4 is outside 1..3"):
+            run.explain(3)
+        assert len(counting.calls) == 3 and len(reported) == 3
+    finally:
+        rec.close()
+    assert _stored(study_path, runtime.model_id, RATIONALE) == [2]
+    with Study.open(study_path) as s:
+        slow = SuggestionStore(s).get_pass(2, runtime.model_id, RENDERER_VERSION, RATIONALE)
+        assert slow.completion_tokens == 12 and "truncated" in slow.flags
+
+
+def test_a_run_writes_into_the_study_it_is_given_and_leaves_it_open(tmp_path, runtime):
+    from sleepvlm_ws.core.review.session import open_study
+
+    rec = Recording.open(_night_edf(tmp_path / "night.edf"))
+    study_path = tmp_path / "night.sleepvlm"
+    try:
+        with open_study(rec, study_path, scorer="amy") as study:   # created from the open recording
+            summary = ScoringRun(rec, study.montage, study_path, runtime).run(study=study)
+            assert summary.stored[FAST] == len(STAGES)
+            # the same connection sees the answers, and is still usable after the run
+            assert len(SuggestionStore(study).all_for(runtime.model_id, RENDERER_VERSION)) == len(STAGES)
+            other = tmp_path / "other.sleepvlm"
+            with pytest.raises(ValueError, match="other.sleepvlm"):
+                ScoringRun(rec, study.montage, other, runtime).run(study=study)
+        assert _stored(study_path, runtime.model_id) == list(range(len(STAGES)))
+        # a study of another recording is refused by name, and left as it was
+        other_rec = Recording.open(_night_edf(tmp_path / "other.edf", stages=STAGES[:6]))
+        try:
+            with pytest.raises(Exception, match="belongs to another recording, not other.edf"):
+                open_study(other_rec, study_path)
+        finally:
+            other_rec.close()
+    finally:
+        rec.close()
+
+
 def test_a_run_refuses_a_bad_rationale_mode(tmp_path, runtime):
     with pytest.raises(ValueError, match="rationale"):
         ScoringRun(None, auto_montage([]), tmp_path / "x.sleepvlm", runtime, rationale="some")

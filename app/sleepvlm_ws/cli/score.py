@@ -7,7 +7,8 @@ from pathlib import Path
 from ..core.model.model_pack import verify_pack
 from ..core.model.remote import parse_server_urls
 from ..core.model.settings import ModelSettings, cpu_count, open_runtime
-from ..core.pipeline.scoring_run import ScoringRun, study_montage
+from ..core.pipeline.scoring_run import ScoringRun
+from ..core.review.session import open_study
 from ..core.signals.recording import Recording
 from ..core.study.study import default_study_path
 from ..errors import InputError
@@ -34,18 +35,11 @@ def cmd_score(args) -> int:
             raise InputError(None, NO_DEFAULT_PACK)
         verify_pack(pack)  # a bad pack or a hash mismatch stops here, before any study is made
         study_path = Path(args.study) if args.study else default_study_path(rec.path)
-        montage = study_montage(rec, study_path, args.scorer)
-        settings = ModelSettings(threads=args.threads or cpu_count(), gpu_layers=args.gpu_layers,
-                                 server_urls=", ".join(urls or []), server_grammar=not args.no_grammar,
-                                 server_model=args.server_model or "").checked()
-        runtime = open_runtime(pack, settings)
-        run = ScoringRun(rec, montage, study_path, runtime, rationale=args.rationale,
-                         actor=args.scorer, parallel=args.parallel)
-        bar = Progress("scoring")
+        study = open_study(rec, study_path, scorer=args.scorer)   # the recording and study, once
         try:
-            summary = run.run(progress=bar)
+            summary = _score(args, rec, study, study_path, pack, urls)
         finally:
-            bar.close()
+            study.close()
     finally:
         rec.close()
     per_epoch = summary.per_epoch_s()
@@ -55,3 +49,17 @@ def cmd_score(args) -> int:
           f"by this model, {summary.skipped_no_signal} skipped (no signal)"
           + (f", {per_epoch:.2f} s per epoch" if per_epoch else ""))
     return EXIT_OK
+
+
+def _score(args, rec, study, study_path: Path, pack: Path, urls):
+    settings = ModelSettings(threads=args.threads or cpu_count(), gpu_layers=args.gpu_layers,
+                             server_urls=", ".join(urls or []), server_grammar=not args.no_grammar,
+                             server_model=args.server_model or "").checked()
+    runtime = open_runtime(pack, settings)
+    run = ScoringRun(rec, study.montage, study_path, runtime, rationale=args.rationale,
+                     actor=args.scorer, parallel=args.parallel)
+    bar = Progress("scoring")
+    try:
+        return run.run(progress=bar, study=study)
+    finally:
+        bar.close()

@@ -30,12 +30,10 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from ..core.model.settings import RATIONALE_TOKENS_DEFAULT, ModelSettings, open_runtime
-from ..core.pipeline.scoring_run import EpochImageCache, ScoringRun
+from ..core.pipeline.scoring_run import ScoringRun
 from ..core.signals.montage import Montage
 from ..core.signals.recording import Recording
-from ..core.signals.render import RENDERER_VERSION
-from ..core.study.study import Study
-from ..core.study.suggestions import FAST, RATIONALE, SuggestionStore
+from ..core.study.suggestions import RATIONALE
 from ..errors import InputError
 
 _WAKE_POLL_S = 0.1
@@ -70,20 +68,6 @@ def one_line(what: str | Path, error: BaseException) -> str:
         return str(error)
     text = " ".join(str(error).split()) or type(error).__name__
     return f"{what}: {text} ({type(error).__name__})"
-
-
-class _RationaleBudget:
-    """The runtime as ScoringRun sees it, with the rationale length from the settings."""
-
-    def __init__(self, runtime, max_tokens: int):
-        self.runtime, self.max_tokens = runtime, int(max_tokens)
-        self.model_id = runtime.model_id
-        self.label = getattr(runtime, "label", "")
-        self.concurrent_requests = bool(getattr(runtime, "concurrent_requests", False))
-
-    def suggest(self, images, *, rationale: bool):
-        return self.runtime.suggest(images, rationale=rationale,
-                                    max_tokens=self.max_tokens if rationale else None)
 
 
 class ModelWorker(QObject):
@@ -135,23 +119,23 @@ class ModelWorker(QObject):
         if self.runtime is None:
             self.failed.emit("No model loaded: load a model pack first")
             return
-        study = None
         try:
             recording = self._recording_for(target.recording_path)
-            study = Study.open(target.study_path)
-            store = SuggestionStore(study)
             whole = settings.rationale_whole_night
-            passes = (FAST, RATIONALE) if whole else (FAST,)
-            runtime = _RationaleBudget(self.runtime, settings.rationale_tokens)
-            parallel = settings.server_parallel if runtime.concurrent_requests else 1
+            runtime = self.runtime
+            parallel = settings.server_parallel if getattr(runtime, "concurrent_requests", False) else 1
+            study_path = str(target.study_path)
+
+            def on_stored(epoch: int, _pass_name: str) -> None:
+                self.suggestion_ready.emit(epoch, study_path)
+
             run = ScoringRun(recording, target.montage, target.study_path, runtime,
                              rationale="all" if whole else "none", actor=target.actor,
-                             parallel=parallel)
-            known = {p: self._answered(store, p) for p in passes}
+                             max_tokens={RATIONALE: settings.rationale_tokens},
+                             parallel=parallel, on_stored=on_stored)
 
             def on_progress(done: int, total: int, eta_s: float | None) -> None:
                 self.progress.emit(done, total, eta_s)
-                self._announce(store, target, known)
                 self._serve_requests()
                 self._hold_while_paused()
 
@@ -160,9 +144,6 @@ class ModelWorker(QObject):
             self.failed.emit(one_line(target.recording_path, error))
         else:
             self.finished.emit(summary)
-        finally:
-            if study is not None:
-                study.close()
 
     @Slot()
     def serve_requests(self) -> None:
@@ -186,21 +167,6 @@ class ModelWorker(QObject):
             self._recording = None
         self._recording = Recording.open(path)
         return self._recording
-
-    def _answered(self, store: SuggestionStore, pass_name: str) -> set[int]:
-        missing = store.missing_epochs(self.runtime.model_id, RENDERER_VERSION, pass_name)
-        return set(range(store.study.n_epochs)) - set(missing)
-
-    def _announce(self, store: SuggestionStore, target: RunTarget,
-                  known: dict[str, set[int]]) -> None:
-        """suggestion_ready for every epoch answered since the last look."""
-        fresh: set[int] = set()
-        for pass_name, seen in known.items():
-            now = self._answered(store, pass_name)
-            fresh |= now - seen
-            seen |= now
-        for epoch in sorted(fresh):
-            self.suggestion_ready.emit(epoch, str(target.study_path))
 
     def _hold_while_paused(self) -> None:
         if not self.pause_event.is_set() or self.cancel_event.is_set():
@@ -228,22 +194,9 @@ class ModelWorker(QObject):
         target, epoch = request.target, request.epoch
         try:
             recording = self._recording_for(target.recording_path)
-            with Study.open(target.study_path) as study:
-                store = SuggestionStore(study)
-                model_id = self.runtime.model_id
-                if store.get_pass(epoch, model_id, RENDERER_VERSION, RATIONALE) is None:
-                    images = EpochImageCache(recording, target.montage)
-                    if not images.get(epoch)[1]:
-                        return f"epoch {epoch + 1} has no signal to explain"
-                    answer = self.runtime.suggest(
-                        images.request_images(epoch, study.n_epochs), rationale=True,
-                        max_tokens=request.max_tokens or RATIONALE_TOKENS_DEFAULT)
-                    store.put(epoch, answer.answer, model_id=model_id,
-                              renderer_version=RENDERER_VERSION, pass_name=RATIONALE,
-                              prompt_tokens=answer.prompt_tokens,
-                              completion_tokens=answer.completion_tokens,
-                              seconds=answer.seconds,
-                              stage_probabilities=getattr(answer, "stage_probabilities", None))
+            ScoringRun(recording, target.montage, target.study_path, self.runtime,
+                       actor=target.actor).explain(
+                epoch, max_tokens=request.max_tokens or RATIONALE_TOKENS_DEFAULT)
         except Exception as error:  # noqa: BLE001 - one line for the user, the worker goes on
             return one_line(target.recording_path, error)
         self.suggestion_ready.emit(epoch, str(target.study_path))

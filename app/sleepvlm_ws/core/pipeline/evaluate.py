@@ -7,6 +7,8 @@ and compares:
   confusion matrix: core/trust/agreement.py);
 - YASA's pretrained stager on the same epochs, side by side (core/trust/second_opinion.py), or the
   reason it cannot run (no central EEG >= 80 Hz, ...);
+- the fused stage (core/trust/fusion.py: the model's and YASA's probabilities pooled by a fixed
+  rule) on the epochs where both gave probabilities;
 - how many answers parsed without any repair, and how many were flagged;
 - the cited rule IDs with the rule IDs the evidence measured on the signals supports for the
   reference stage (core/trust/evidence: the same targets the default model was trained towards).
@@ -41,6 +43,7 @@ from ..trust import second_opinion
 from ..trust.agreement import Agreement, NoCommonEpochsError, agreement
 from ..trust.evidence.measures import measure_recording
 from ..trust.evidence.rules_check import derive_rules
+from ..trust.fusion import FUSION_RULE, fused_stage
 from .scoring_run import ScoringRun, study_montage
 
 ProgressCallback = Callable[[int, int, "float | None"], None]
@@ -57,6 +60,7 @@ class EvaluationResult:
     model_agreement: Agreement | None
     yasa_agreement: Agreement | None
     yasa_unavailable: str | None
+    fused_agreement: Agreement | None = None       # model + YASA pooled (core/trust/fusion.py)
     epochs: list[dict] = field(default_factory=list)
     parse: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
@@ -69,7 +73,9 @@ class EvaluationResult:
                "n_epochs": self.n_epochs,
                "model_agreement": self.model_agreement.to_dict() if self.model_agreement else None,
                "yasa_agreement": self.yasa_agreement.to_dict() if self.yasa_agreement else None,
-               "yasa_unavailable": self.yasa_unavailable, "parse": self.parse, "rules": self.rules,
+               "yasa_unavailable": self.yasa_unavailable,
+               "fused_agreement": self.fused_agreement.to_dict() if self.fused_agreement else None,
+               "parse": self.parse, "rules": self.rules,
                "seconds": self.seconds, "montage": self.montage}
         if self.source:
             out["source"] = self.source
@@ -200,13 +206,19 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
         except NoCommonEpochsError:
             model_agr = None
         yasa_agr, yasa_why, yasa_stages = None, None, [None] * n
+        fused_agr, fused = None, [None] * n   # fused: Stage | None per epoch
         t1 = time.perf_counter()
         if with_yasa:
             try:
                 result = second_opinion.compute(rec, montage)
                 for o in result.opinions:
                     yasa_stages[o.epoch] = o.stage
+                    mine = fast.get(o.epoch)
+                    if mine is not None and mine.stage_probabilities and o.probabilities:
+                        fused[o.epoch] = fused_stage(mine.stage_probabilities, o.probabilities)
                 yasa_agr = agreement(reference, yasa_stages)
+                if any(f is not None for f in fused):
+                    fused_agr = agreement(reference, fused)
             except second_opinion.SecondOpinionUnavailable as exc:
                 yasa_why = str(exc)
             except NoCommonEpochsError:
@@ -225,14 +237,15 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
         epochs = [{"index": e,
                    "reference": reference[e].value if reference[e] in SLEEP_STAGES else None,
                    "predicted": predicted[e].value if predicted[e] in SLEEP_STAGES else None,
-                   "yasa": yasa_stages[e].value if yasa_stages[e] in SLEEP_STAGES else None}
+                   "yasa": yasa_stages[e].value if yasa_stages[e] in SLEEP_STAGES else None,
+                   "fused": fused[e].value if fused[e] in SLEEP_STAGES else None}
                   for e in range(n)]
         label = getattr(runtime, "label", "") or model_id
         per_epoch = summary.per_epoch_s()
         return EvaluationResult(
             recording=str(rec.path), reference=str(reference_path), model=str(label), n_epochs=n,
             model_agreement=model_agr, yasa_agreement=yasa_agr, yasa_unavailable=yasa_why,
-            epochs=epochs, parse=parse, rules=rules,
+            fused_agreement=fused_agr, epochs=epochs, parse=parse, rules=rules,
             seconds={"scoring": round(scoring_s, 2), "per_epoch": per_epoch, "yasa": round(yasa_s, 2),
                      "already_stored": summary.already_stored.get(FAST, 0)},
             montage={role: d.name for role, d in montage.roles.items() if d is not None})
@@ -252,9 +265,10 @@ def pooled(results: list[EvaluationResult]) -> dict:
 
     ``model_agreement``: the model on every epoch of every recording (``recordings``);
     ``yasa_agreement``: YASA on the epochs it staged (``yasa_recordings``: the recordings it
-    staged at all). ``side_by_side``: both on the same epochs, those YASA staged (equal to the
-    above when YASA staged everything)."""
-    ref, model, yasa = [], [], []
+    staged at all). ``side_by_side``: both, and the fused stage (None where the model gave no
+    probabilities), on the same epochs, those YASA staged (equal to the above when YASA staged
+    everything)."""
+    ref, model, yasa, fused = [], [], [], []
     yasa_names = []
     for r in results:
         name = Path(r.recording).name
@@ -262,6 +276,7 @@ def pooled(results: list[EvaluationResult]) -> dict:
             ref.append(Stage(e["reference"]) if e["reference"] else None)
             model.append(Stage(e["predicted"]) if e["predicted"] else None)
             yasa.append(Stage(e["yasa"]) if e["yasa"] else None)
+            fused.append(Stage(e["fused"]) if e.get("fused") else None)
         if any(e["yasa"] for e in r.epochs) and name not in yasa_names:
             yasa_names.append(name)
     staged = [i for i, y in enumerate(yasa) if y is not None]
@@ -274,6 +289,7 @@ def pooled(results: list[EvaluationResult]) -> dict:
             "recordings": yasa_names, "epochs": len(staged),
             "model_agreement": _agreement_or_none([ref[i] for i in staged], [model[i] for i in staged]),
             "yasa_agreement": _agreement_or_none([ref[i] for i in staged], [yasa[i] for i in staged]),
+            "fused_agreement": _agreement_or_none([ref[i] for i in staged], [fused[i] for i in staged]),
         },
     }
 
@@ -287,12 +303,14 @@ def format_pooled(results: list[EvaluationResult]) -> list[str]:
     sbs = p["side_by_side"]
     model_n = (p["model_agreement"] or {}).get("n_epochs")
     if not sbs["epochs"] or sbs["epochs"] == sum(len(r.epochs) for r in results):
-        return [f"all {n} recordings together:", *format_table(p["model_agreement"], p["yasa_agreement"])]
+        return [f"all {n} recordings together:",
+                *format_table(p["model_agreement"], p["yasa_agreement"],
+                              fused=sbs["fused_agreement"] if sbs["epochs"] else None)]
     without = [name for name in p["recordings"] if name not in sbs["recordings"]]
     with_yasa = sum(1 for r in results if any(e["yasa"] for e in r.epochs))
     return [f"{with_yasa} of {n} recordings together, model and YASA on the same "
             f"{sbs['epochs']} epochs (those YASA staged: {', '.join(sbs['recordings'])}):",
-            *format_table(sbs["model_agreement"], sbs["yasa_agreement"]),
+            *format_table(sbs["model_agreement"], sbs["yasa_agreement"], fused=sbs["fused_agreement"]),
             "",
             f"all {n} recordings together, model only ({model_n} epochs: {', '.join(p['recordings'])}):",
             *format_table(p["model_agreement"], None,
@@ -307,20 +325,25 @@ def _fmt(value, pct: bool = False) -> str:
     return f"{100 * value:.1f}%" if pct else f"{value:.3f}"
 
 
-def format_table(model: dict | None, yasa: dict | None, yasa_why: str | None = None) -> list[str]:
-    """Side-by-side lines: model vs YASA (dicts from Agreement.to_dict())."""
+def format_table(model: dict | None, yasa: dict | None, yasa_why: str | None = None,
+                 fused: dict | None = None) -> list[str]:
+    """Side-by-side lines: model vs YASA, and the fused stage when given (dicts from
+    Agreement.to_dict())."""
     rows = [("epochs compared", "n_epochs", None), ("Cohen's kappa", "kappa", False),
             ("accuracy", "accuracy", True), ("macro-F1", "macro_f1", False)]
-    lines = [f"{'':24}{'model':>10}{'YASA':>10}"]
+    scorers = [model, yasa] + ([fused] if fused is not None else [])
+    lines = [f"{'':24}{'model':>10}{'YASA':>10}" + (f"{'fused':>10}" if fused is not None else "")]
     for label, key, pct in rows:
         vals = []
-        for d in (model, yasa):
+        for d in scorers:
             v = None if d is None else d.get(key)
             vals.append(str(v) if pct is None and v is not None else _fmt(v, bool(pct)))
-        lines.append(f"{label:24}{vals[0]:>10}{vals[1]:>10}")
+        lines.append(f"{label:24}" + "".join(f"{v:>10}" for v in vals))
     for stage in ("W", "N1", "N2", "N3", "R"):
-        vals = [_fmt(None if d is None else d["recall"].get(stage), True) for d in (model, yasa)]
-        lines.append(f"{'recall ' + stage:24}{vals[0]:>10}{vals[1]:>10}")
+        vals = [_fmt(None if d is None else d["recall"].get(stage), True) for d in scorers]
+        lines.append(f"{'recall ' + stage:24}" + "".join(f"{v:>10}" for v in vals))
+    if fused is not None:
+        lines.append(f"fused: {FUSION_RULE} (core/trust/fusion.py), on the epochs both staged")
     if yasa is None and yasa_why:
         lines.append(f"YASA: {yasa_why}")
     if model is not None:
@@ -341,7 +364,8 @@ def format_result(r: EvaluationResult) -> str:
         lines.append(f"{r.source['format']} excerpt: channel {r.source['channel']} at "
                      f"{r.source['rate_hz']:g} Hz, central EEG (C4-M1 role): {central or 'none'}")
     lines += format_table(r.model_agreement.to_dict() if r.model_agreement else None,
-                          r.yasa_agreement.to_dict() if r.yasa_agreement else None, r.yasa_unavailable)
+                          r.yasa_agreement.to_dict() if r.yasa_agreement else None, r.yasa_unavailable,
+                          fused=r.fused_agreement.to_dict() if r.fused_agreement else None)
     p = r.parse
     if p.get("answers"):
         lines.append("")

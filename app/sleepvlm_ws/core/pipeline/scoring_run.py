@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 from ...errors import InputError
 from ..model import request as _request
-from ..review.session import ReviewSession
+from ..review.session import open_study
 from ..signals.montage import ROLES, Montage, read_role
 from ..signals.render import PAD_S, RENDERER_VERSION, EpochWindow, epoch_window_span, render_png
 from ..study.study import Study
@@ -84,14 +84,8 @@ class RunSummary:
 def study_montage(recording, study_path: str | Path, scorer: str) -> Montage:
     """The montage of the study a run writes into: the study is created (auto montage) when it
     does not exist; one that belongs to another recording is refused (InputError, one line)."""
-    path = Path(study_path)
-    if not path.exists():
-        ReviewSession.open(recording.path, study_path=path, scorer=scorer).close()
-    with Study.open(path) as study:
-        montage, fingerprint = study.montage, study.meta["recording_fingerprint"]
-    if fingerprint and fingerprint != recording.fingerprint():
-        raise InputError(path, f"this study belongs to another recording, not {recording.path.name}")
-    return montage
+    with open_study(recording, study_path, scorer=scorer) as study:
+        return study.montage
 
 
 def read_epoch_window(recording, montage: Montage, epoch: int) -> EpochWindow:
@@ -171,12 +165,15 @@ class ScoringRun:
     with the rationale) is not wanted; an answer cut short is stored flagged ``truncated``.
     ``parallel``: requests in flight at once (1: one after another). More than one needs a
     runtime that says ``concurrent_requests = True`` (the embedded llama.cpp does not).
+    ``on_stored(epoch, pass_name)``: called (in the run's thread) after each answer is stored,
+    by ``run`` and by ``explain``: a view learns of new suggestions without asking the study.
     """
 
     def __init__(self, recording, montage: Montage, study_path: str | Path, runtime, *,
                  rationale: str = "none", epochs: Iterable[int] | None = None,
                  actor: str = ACTOR, image_cache_size: int = IMAGE_CACHE_SIZE,
-                 max_tokens: dict[str, int] | None = None, parallel: int = 1):
+                 max_tokens: dict[str, int] | None = None, parallel: int = 1,
+                 on_stored: Callable[[int, str], None] | None = None):
         if rationale not in RATIONALE_MODES:
             raise ValueError(f"rationale must be one of {', '.join(RATIONALE_MODES)}, "
                              f"not {rationale!r}")
@@ -198,19 +195,41 @@ class ScoringRun:
             raise ValueError(f"{type(runtime).__name__} answers one request at a time: "
                              f"parallel must be 1")
         self.parallel = parallel
+        self.on_stored = on_stored
         self.summary: RunSummary | None = None
+        self._images: EpochImageCache | None = None
 
     def run(self, progress: ProgressCallback | None = None,
             pause_event: threading.Event | None = None,
-            cancel_event: threading.Event | None = None) -> RunSummary:
-        """Score what is still missing; return what was done. ``progress(done, total, eta_s)``
-        is called after each epoch (eta_s None until there is something to go by). Setting
-        ``cancel_event`` stops before the next epoch; ``pause_event`` holds the run while set."""
+            cancel_event: threading.Event | None = None, *,
+            study: Study | None = None) -> RunSummary:
+        """Score what is still missing; return what was done.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            ``progress(done, total, eta_s)`` after each epoch (eta_s None until there is
+            something to go by).
+        pause_event, cancel_event : threading.Event, optional
+            While ``pause_event`` is set the run holds; setting ``cancel_event`` stops it before
+            the next epoch.
+        study : Study, optional
+            The study at ``study_path``, already open in this thread (the CLI opens it once);
+            left open. Default: the run opens its own connection and closes it.
+
+        Returns
+        -------
+        RunSummary
+        """
         started = time.monotonic()
         model_id = str(self.runtime.model_id)
         summary = RunSummary(model_id, RENDERER_VERSION)
         self.summary = summary
-        study = Study.open(self.study_path)
+        own = study is None
+        if own:
+            study = Study.open(self.study_path)
+        elif Path(study.path).resolve() != self.study_path.resolve():
+            raise ValueError(f"the open study is {study.path}, not this run's {self.study_path}")
         try:
             store = SuggestionStore(study)
             n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
@@ -240,12 +259,68 @@ class ScoringRun:
                                 outcome=summary.outcome, counts=summary.counts(),
                                 actor=self.actor)
         finally:
-            study.close()
+            if own:
+                study.close()
         return summary
 
+    def explain(self, epoch: int, *, study: Study | None = None,
+                max_tokens: int | None = None) -> bool:
+        """Ask for the rationale of one epoch (the Explain button) and store it.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch (0-based).
+        study : Study, optional
+            The study at ``study_path``, open in this thread; default: opened and closed here.
+        max_tokens : int, optional
+            The rationale's new-token budget (default: this run's, else the runtime's).
+
+        Returns
+        -------
+        bool
+            True when a rationale was asked for and stored; False when one was already stored
+            for this model and renderer (nothing asked).
+
+        Raises
+        ------
+        InputError
+            The epoch is outside the recording or has no signal to explain (one line).
+        """
+        own = study is None
+        if own:
+            study = Study.open(self.study_path)
+        try:
+            n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
+            if not 0 <= int(epoch) < n_epochs:
+                raise InputError(self.study_path, f"epoch {int(epoch) + 1} is outside 1..{n_epochs}")
+            store = SuggestionStore(study)
+            model_id = str(self.runtime.model_id)
+            if store.get_pass(epoch, model_id, RENDERER_VERSION, RATIONALE) is not None:
+                return False
+            images = self._image_cache()
+            if not images.get(epoch)[1]:
+                raise InputError(self.recording.path, f"epoch {epoch + 1} has no signal to explain")
+            budget = max_tokens or self.max_tokens.get(RATIONALE)
+            request = images.request_images(epoch, n_epochs)
+            answer = (self.runtime.suggest(request, rationale=True, max_tokens=budget) if budget
+                      else self.runtime.suggest(request, rationale=True))
+            stored = _put(store, epoch, answer, model_id, RATIONALE)
+            if stored and self.on_stored is not None:
+                self.on_stored(epoch, RATIONALE)
+            return stored
+        finally:
+            if own:
+                study.close()
+
     # -- internals ---------------------------------------------------------------------
+    def _image_cache(self) -> EpochImageCache:
+        if self._images is None:
+            self._images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
+        return self._images
+
     def _score(self, store, n_epochs, todo, summary, progress, pause_event, cancel_event):
-        images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
+        images = self._image_cache()
         pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="sleepvlm-request")
                 if self.parallel > 1 else None)
         work = _Pass(self, store, n_epochs, summary, images, pool, progress)
@@ -357,13 +432,11 @@ class _Pass:
         """Store one answer of the current pass in the study."""
         summary, pass_name = self.summary, self.current_pass
         summary.model_calls += 1
-        if self.store.put(epoch, answer.answer, model_id=summary.model_id,
-                          renderer_version=summary.renderer_version, pass_name=pass_name,
-                          prompt_tokens=answer.prompt_tokens,
-                          completion_tokens=answer.completion_tokens, seconds=answer.seconds,
-                          stage_probabilities=getattr(answer, "stage_probabilities", None)):
+        if _put(self.store, epoch, answer, summary.model_id, pass_name):
             summary.stored[pass_name] += 1
             summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
+            if self.run.on_stored is not None:
+                self.run.on_stored(epoch, pass_name)
 
     def done(self, epoch: int, answer) -> None:
         """One epoch of the current pass handled (``answer`` None: skipped, no signal): store,
@@ -381,6 +454,14 @@ class _Pass:
             # time spent in the callback (a GUI answering an Explain, a held Pause) is not
             # scoring time
             self.last_done = time.monotonic()
+
+
+def _put(store: SuggestionStore, epoch: int, answer, model_id: str, pass_name: str) -> bool:
+    """Store one runtime answer (``RuntimeAnswer``) under this workstation's renderer."""
+    return store.put(epoch, answer.answer, model_id=model_id, renderer_version=RENDERER_VERSION,
+                     pass_name=pass_name, prompt_tokens=answer.prompt_tokens,
+                     completion_tokens=answer.completion_tokens, seconds=answer.seconds,
+                     stage_probabilities=getattr(answer, "stage_probabilities", None))
 
 
 def _held(pause_event, cancel_event) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import InputError
 from ..base.events import EventEmitter
 from ..base.stages import EPOCH_SECONDS, Stage
 from ..signals.montage import Montage, auto_montage
@@ -18,6 +19,45 @@ from ..study.suggestions import accept, override
 from .review_queue import accept_unflagged
 
 CURRENT_EPOCH_KEY = "current_epoch"
+
+
+def open_study(recording: Recording, study_path: str | Path | None = None, *,
+               scorer: str = "technologist", check_fingerprint: bool = True) -> Study:
+    """The study of an open recording: opened, or created with the auto montage when absent.
+
+    Parameters
+    ----------
+    recording : Recording
+        The open recording (not opened again here).
+    study_path : path, optional
+        The study file; default: beside the recording (``default_study_path``).
+    scorer : str
+        Who a new study names as its scorer.
+    check_fingerprint : bool
+        Refuse (InputError, one line) a study that belongs to another recording.
+
+    Returns
+    -------
+    Study
+        Open; the caller closes it.
+    """
+    path = Path(study_path) if study_path else default_study_path(recording.path)
+    if not path.exists():
+        return Study.create(
+            path,
+            recording_path=recording.path,
+            n_epochs=recording.n_epochs,
+            montage=auto_montage([c.label for c in recording.channels]),
+            scorer=scorer,
+            recording_fingerprint=recording.fingerprint(),
+            start_iso=recording.start.isoformat() if recording.start else None,
+        )
+    study = Study.open(path)
+    fingerprint = study.meta["recording_fingerprint"]
+    if check_fingerprint and fingerprint and fingerprint != recording.fingerprint():
+        study.close()
+        raise InputError(path, f"this study belongs to another recording, not {recording.path.name}")
+    return study
 
 
 class ReviewSession:
@@ -43,19 +83,7 @@ class ReviewSession:
         """
         recording = Recording.open(recording_path)
         try:
-            path = Path(study_path) if study_path else default_study_path(recording.path)
-            if path.exists():
-                study = Study.open(path)
-            else:
-                study = Study.create(
-                    path,
-                    recording_path=recording.path,
-                    n_epochs=recording.n_epochs,
-                    montage=auto_montage([c.label for c in recording.channels]),
-                    scorer=scorer,
-                    recording_fingerprint=recording.fingerprint(),
-                    start_iso=recording.start.isoformat() if recording.start else None,
-                )
+            study = open_study(recording, study_path, scorer=scorer, check_fingerprint=False)
         except Exception:
             recording.close()
             raise
