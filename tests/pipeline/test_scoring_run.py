@@ -234,6 +234,9 @@ def test_explain_one_epoch_and_every_stored_answer_is_reported(tmp_path, runtime
             run.explain(1)
         with pytest.raises(InputError, match="epoch 4 is outside 1..3"):
             run.explain(3)
+        with Study.open(_new_study(rec, tmp_path / "other.sleepvlm")) as other:   # not this run's
+            with pytest.raises(ValueError, match="other.sleepvlm"):
+                run.explain(0, study=other)
         assert len(counting.calls) == 3 and len(reported) == 3
     finally:
         rec.close()

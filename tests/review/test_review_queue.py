@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from sleepvlm_ws.cli import main as cli_main
+from sleepvlm_ws.core.base.answer import Answer
 from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
 from sleepvlm_ws.core.model.answer import format_answer, parse_answer
 from sleepvlm_ws.core.review.review_queue import (ANSWER_FLAGGED, BULK_ACCEPT, BULK_NOTE, CONTRADICTED,
@@ -26,15 +25,8 @@ METHOD = "yasa-test/clf_eeg"
 N = 12
 
 
-@dataclass
-class _EdgeAnswer:          # what a scoring run stores for an epoch at the recording's edge
-    stage: Stage = Stage.W
-    stage_text: str = "W"
-    rules: tuple = ("W.1",)
-    rationale: None = None
-    flags: tuple = ("edge_epoch",)
-    repaired: tuple = ()
-    raw: str = '{"sleep_stage": "W"}'
+def _EdgeAnswer() -> Answer:   # what a scoring run stores for an epoch at the recording's edge
+    return Answer(Stage.W, "W", ["W.1"], None, ["edge_epoch"], [], raw='{"sleep_stage": "W"}')
 
 
 # epoch -> what the model printed (11 has no suggestion)

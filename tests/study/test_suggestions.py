@@ -186,6 +186,10 @@ def test_put_refuses_bad_keys(tmp_path):
             store.put(0, _answer(), model_id="", renderer_version=RV, pass_name=FAST)
         with pytest.raises(IndexError):
             store.put(6, _answer(), model_id=MODEL, renderer_version=RV, pass_name=FAST)
+        # one typed record: the runtime's wrapper (or a look-alike) is not an Answer
+        with pytest.raises(TypeError, match="stores an Answer, not dict"):
+            store.put(0, {"stage": "W"}, model_id=MODEL, renderer_version=RV, pass_name=FAST)
+        assert store.all_for(MODEL, RV) == {}
 
 
 def test_suggestions_are_append_only(tmp_path):

@@ -197,6 +197,8 @@ class ModelWorker(QObject):
             ScoringRun(recording, target.montage, target.study_path, self.runtime,
                        actor=target.actor).explain(
                 epoch, max_tokens=request.max_tokens or RATIONALE_TOKENS_DEFAULT)
+        except InputError as error:   # about this epoch ("epoch 5 has no signal to explain")
+            return error.problem
         except Exception as error:  # noqa: BLE001 - one line for the user, the worker goes on
             return one_line(target.recording_path, error)
         self.suggestion_ready.emit(epoch, str(target.study_path))

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from ..base.answer import Answer
 from ..base.rules import Rule, load_rules
 from ..base.stages import SLEEP_STAGES, Stage, parse_stage
-from .loose_json import ReadValue, ObjectPairs, CutString, iter_values
+from .loose_json import CutString, ObjectPairs, ReadValue, iter_values
 
 RATIONALE_KEY = "reasoning_text"
 RULES_KEY = "applicable_rules"
@@ -61,30 +61,6 @@ _RULE_SPLIT = re.compile(r"[,;|/]+|\band\b|&")
 _RULE_PREFIX = re.compile(r"^(?:rule|id)[\s:#\-]*", re.IGNORECASE)
 _RULE_SEPARATOR = re.compile(r"^([A-Za-z]+\d?)[-_](\d+)$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-@dataclass
-class Answer:
-    stage: Stage | None  # None when no sleep stage could be read (see flags)
-    stage_text: str | None  # the stage as printed
-    rules: list[str] = field(default_factory=list)  # as printed (IDs normalised), order kept, no repeats
-    rationale: str | None = None  # None for the coarse variant
-    flags: list[str] = field(default_factory=list)  # problems: the answer needs a human look
-    repaired: list[str] = field(default_factory=list)  # repairs needed to read the text
-    raw: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """A sleep stage was read and nothing is flagged (repairs alone are fine)."""
-        return self.stage in SLEEP_STAGES and not self.flags
-
-    @property
-    def was_repaired(self) -> bool:
-        return bool(self.repaired)
-
-    @property
-    def coarse(self) -> bool:
-        return self.rationale is None
 
 
 def _short(text: str) -> str:

@@ -218,7 +218,10 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
                         fused[o.epoch] = fused_stage(mine.stage_probabilities, o.probabilities)
                 yasa_agr = agreement(reference, yasa_stages)
                 if any(f is not None for f in fused):
-                    fused_agr = agreement(reference, fused)
+                    try:
+                        fused_agr = agreement(reference, fused)
+                    except NoCommonEpochsError:   # fused only where the reference is unscored
+                        fused_agr = None
             except second_opinion.SecondOpinionUnavailable as exc:
                 yasa_why = str(exc)
             except NoCommonEpochsError:

@@ -225,11 +225,7 @@ class ScoringRun:
         model_id = str(self.runtime.model_id)
         summary = RunSummary(model_id, RENDERER_VERSION)
         self.summary = summary
-        own = study is None
-        if own:
-            study = Study.open(self.study_path)
-        elif Path(study.path).resolve() != self.study_path.resolve():
-            raise ValueError(f"the open study is {study.path}, not this run's {self.study_path}")
+        study, own = self._open_study(study)
         try:
             store = SuggestionStore(study)
             n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
@@ -265,7 +261,10 @@ class ScoringRun:
 
     def explain(self, epoch: int, *, study: Study | None = None,
                 max_tokens: int | None = None) -> bool:
-        """Ask for the rationale of one epoch (the Explain button) and store it.
+        """Ask for the rationale of one epoch (the Explain button) and store it. Call it from
+        the thread that calls ``run`` (between epochs, e.g. in its progress callback), never
+        from another thread while ``run`` is going: the image cache and the recording are
+        not shared across threads.
 
         Parameters
         ----------
@@ -287,9 +286,7 @@ class ScoringRun:
         InputError
             The epoch is outside the recording or has no signal to explain (one line).
         """
-        own = study is None
-        if own:
-            study = Study.open(self.study_path)
+        study, own = self._open_study(study)
         try:
             n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
             if not 0 <= int(epoch) < n_epochs:
@@ -314,6 +311,14 @@ class ScoringRun:
                 study.close()
 
     # -- internals ---------------------------------------------------------------------
+    def _open_study(self, study: Study | None) -> tuple[Study, bool]:
+        """(the study to write into, whether this call opened it and must close it)."""
+        if study is None:
+            return Study.open(self.study_path), True
+        if Path(study.path).resolve() != self.study_path.resolve():
+            raise ValueError(f"the open study is {study.path}, not this run's {self.study_path}")
+        return study, False
+
     def _image_cache(self) -> EpochImageCache:
         if self._images is None:
             self._images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
@@ -349,6 +354,7 @@ class _Pass:
     def __init__(self, run: ScoringRun, store, n_epochs, summary, images, pool, progress):
         self.run, self.store, self.n_epochs, self.summary = run, store, n_epochs, summary
         self.images, self.pool, self.progress = images, pool, progress
+        self.renders_before = images.renders    # the cache outlives one run (explain, reruns)
         self.eta = _Eta(max(ETA_WINDOW, 2 * run.parallel))
         self.left: dict[str, int] = {}
         self.current_pass = FAST
@@ -376,14 +382,14 @@ class _Pass:
                 if paused:
                     self.last_done = time.monotonic()   # a pause is not scoring time
                 has_signal = self.images.get(epoch)[1]
-                summary.images_rendered = self.images.renders
+                summary.images_rendered = self.images.renders - self.renders_before
                 if not has_signal:
                     self.no_signal.add(epoch)
                     summary.skipped_no_signal = len(self.no_signal)
                     self.done(epoch, None)
                     continue
                 request = self.images.request_images(epoch, self.n_epochs)
-                summary.images_rendered = self.images.renders
+                summary.images_rendered = self.images.renders - self.renders_before
                 if self.pool is None:
                     self.done(epoch, self.run._ask(request, pass_name))
                     continue

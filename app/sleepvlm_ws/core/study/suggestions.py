@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from ..base.answer import Answer
 from ..base.probabilities import probabilities_from_json
 from ..base.stages import SLEEP_STAGES, Stage, parse_stage
 from .audit import utc_now_iso
@@ -102,13 +103,14 @@ class SuggestionStore:
         self.study = study
 
     # -- writing -----------------------------------------------------------------------
-    def put(self, epoch: int, answer: Any, *, model_id: str, renderer_version: str,
+    def put(self, epoch: int, answer: Answer, *, model_id: str, renderer_version: str,
             pass_name: str, prompt_tokens: int | None = None,
             completion_tokens: int | None = None, seconds: float | None = None,
             stage_probabilities: Any = None) -> bool:
-        """Store one answer (an ``Answer``: stage, stage_text, rules, rationale, flags,
-        repaired, raw), committed when this returns. False (nothing written) when a
-        suggestion for this model, renderer, epoch and pass is already stored.
+        """Store one answer (``core.base.answer.Answer``: stage, stage_text, rules, rationale,
+        flags, repaired, raw), committed when this returns. False (nothing written) when a
+        suggestion for this model, renderer, epoch and pass is already stored; anything but an
+        Answer is a TypeError.
 
         ``stage_probabilities``: the model's five stage probabilities (``RuntimeAnswer.
         stage_probabilities``: Stage or stage value -> probability, sum 1), or None when
@@ -117,8 +119,10 @@ class SuggestionStore:
             raise TypeError(f"epoch must be a whole number, not {epoch!r}")
         if not 0 <= epoch < self.study.n_epochs:
             raise IndexError(f"epoch {epoch} is outside 0..{self.study.n_epochs - 1}")
+        if not isinstance(answer, Answer):
+            raise TypeError(f"put() stores an Answer, not {type(answer).__name__}")
         _check_key(model_id, renderer_version, pass_name)
-        stage = _sleep_stage(getattr(answer, "stage", None))
+        stage = _sleep_stage(answer.stage)
         probabilities = None
         if stage_probabilities is not None:
             probabilities = probabilities_from_json(stage_probabilities)
@@ -127,16 +131,16 @@ class SuggestionStore:
                                  f"{stage_probabilities!r}")
             if stage is None:
                 probabilities = None
-        stage_text = getattr(answer, "stage_text", None)
+        stage_text = answer.stage_text
         if stage_text is None:
             stage_text = "" if stage is None else stage.value
         row = (model_id, renderer_version, epoch, pass_name, str(stage_text),
                None if stage is None else stage.value,
-               _json(list(getattr(answer, "rules", None) or ())),
-               _text_or_none(getattr(answer, "rationale", None)),
-               _json(_plain(getattr(answer, "flags", None) or [])),
-               _json(_plain(getattr(answer, "repaired", None))),
-               str(getattr(answer, "raw", "") or ""),
+               _json(list(answer.rules or ())),
+               _text_or_none(answer.rationale),
+               _json(_plain(answer.flags or [])),
+               _json(_plain(answer.repaired)),
+               str(answer.raw or ""),
                _int_or_none(prompt_tokens), _int_or_none(completion_tokens),
                _float_or_none(seconds), utc_now_iso(),
                None if probabilities is None else probabilities[stage],
