@@ -90,6 +90,7 @@ class ModelWorker(QObject):
         self._requests: queue.Queue[_ExplainRequest] = queue.Queue()
         self.runtime = None
         self._recording: Recording | None = None
+        self._run: ScoringRun | None = None      # the last run: Explain reuses its rendered images
 
     # -- called from the GUI thread (thread-safe) ----------------------------------------
     def request_explanation(self, target: RunTarget, epoch: int, max_tokens: int) -> None:
@@ -133,6 +134,7 @@ class ModelWorker(QObject):
                              rationale="all" if whole else "none", actor=target.actor,
                              max_tokens={RATIONALE: settings.rationale_tokens},
                              parallel=parallel, on_stored=on_stored)
+            self._run = run
 
             def on_progress(done: int, total: int, eta_s: float | None) -> None:
                 self.progress.emit(done, total, eta_s)
@@ -151,6 +153,7 @@ class ModelWorker(QObject):
 
     def release(self) -> None:
         """Free the model and the recording (worker thread, or after the thread has ended)."""
+        self._run = None
         runtime, self.runtime = self.runtime, None
         if runtime is not None:
             runtime.close()
@@ -167,6 +170,18 @@ class ModelWorker(QObject):
             self._recording = None
         self._recording = Recording.open(path)
         return self._recording
+
+    def _run_for(self, target: RunTarget) -> ScoringRun:
+        """The run of ``target`` with this model (the night's, or the last Explain's), so that
+        Explain uses the images already rendered; a new one for another study or montage."""
+        recording = self._recording_for(target.recording_path)
+        run = self._run
+        if (run is None or run.recording is not recording or run.runtime is not self.runtime
+                or run.study_path != Path(target.study_path) or run.montage != target.montage):
+            run = ScoringRun(recording, target.montage, target.study_path, self.runtime,
+                             actor=target.actor)
+            self._run = run
+        return run
 
     def _hold_while_paused(self) -> None:
         if not self.pause_event.is_set() or self.cancel_event.is_set():
@@ -193,9 +208,7 @@ class ModelWorker(QObject):
             return "no model loaded"
         target, epoch = request.target, request.epoch
         try:
-            recording = self._recording_for(target.recording_path)
-            ScoringRun(recording, target.montage, target.study_path, self.runtime,
-                       actor=target.actor).explain(
+            self._run_for(target).explain(
                 epoch, max_tokens=request.max_tokens or RATIONALE_TOKENS_DEFAULT)
         except InputError as error:   # about this epoch ("epoch 5 has no signal to explain")
             return error.problem
