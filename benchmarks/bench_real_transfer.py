@@ -7,7 +7,9 @@ core/signals/dreams.py through a temporary EDF+) goes through ``core.pipeline.ev
 (kappa and the rest from core/trust/agreement.py), and a plain-text table gives per excerpt and pooled:
 epochs, channel, rate, Cohen's kappa, accuracy, macro-F1 and the recall of W N1 N2 N3 R. A
 "fused" row pools the first pack's stage probabilities with YASA's (core/trust/fusion.py: a
-fixed log-linear pool with equal weights, never fitted to these excerpts).
+fixed log-linear pool with equal weights, never fitted to these excerpts). An "as offered" row is
+the stage the workstation suggests by default (core/review/suggested_stage.py: YASA's where it
+staged the epoch, else the first pack's), per excerpt and pooled over every excerpt.
 
 YASA needs a central EEG >= 80 Hz: it cannot stage excerpt 3 (50 Hz; the model can, its renderer
 resamples to 100 Hz). So the pooled side-by-side rows cover the epochs YASA staged (excerpts 1,
@@ -283,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                    when)
 
     fused_name = f"{described[0][0].replace('sleepvlm-ws-', '')} + YASA fused"
+    offered_name = "as offered (YASA-led)"
     header.append(f"fused: {fused_name} = {FUSION_RULE} (core/trust/fusion.py; a fixed rule, "
                   f"not fitted), first pack only, on the epochs both staged")
     lines = header + [""]
@@ -298,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(figure_row(name, ch, rate, f"YASA {yasa.__version__}", r.yasa_agreement))
             if r.fused_agreement is not None:
                 lines.append(figure_row(name, ch, rate, fused_name, r.fused_agreement))
+            lines.append(figure_row(name, ch, rate, offered_name, r.offered_agreement))
         else:
             lines.append(row([name, ch, rate, f"YASA {yasa.__version__}", "-", "unavailable (see below)"]))
+            lines.append(figure_row(name, ch, rate, offered_name, r.offered_agreement))
             notes.append(f"{name}: YASA {r.yasa_unavailable}")
     # pooled: side by side on the epochs YASA staged, then each pack over every excerpt
     staged = [(k, e) for k in yasa_st for e, y in enumerate(yasa_st[k]) if y is not None]
@@ -330,11 +335,18 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(figure_row(all_label, "", "", described[i][0], pooled_all[i]))
         lines.append(row([all_label, "", "", f"YASA {yasa.__version__}", "-",
                           f"not staged for {', '.join(n for n in all_names if n not in yasa_names)}"]))
+    ref_every = [s for k in reference for s in reference[k]]
+    offered_every = [s for r in first for s in stages_of(r, "offered")]
+    offered_pooled = agreement_or_none(ref_every, offered_every)
+    lines.append(figure_row(all_label, "", "", offered_name, offered_pooled))
     lines.append("")
     lines.append(f"pooled rows: '{sbs_label}' = model(s) and YASA on the same {len(staged)} epochs, "
                  f"those YASA staged ({', '.join(yasa_names) or 'none'})"
                  + (f"; '{all_label}' = each pack on all {n_all} epochs ({', '.join(all_names)})"
                     if pooled_all else ""))
+    lines.append(f"'{offered_name}': the stage the workstation offers by default "
+                 f"(core/review/suggested_stage.py): YASA's where it staged the epoch, else "
+                 f"{described[0][0]}'s")
     lines += notes
     lines.append("recall columns: share of the reference's epochs of each stage the scorer gave that stage")
     for i in results:
@@ -349,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     if fused_pooled is not None:
         lines.append("")
         lines += confusion_lines(f"confusion, {fused_name}, {sbs_label}:", fused_pooled)
+    if offered_pooled is not None:
+        lines.append("")
+        lines += confusion_lines(f"confusion, {offered_name}, {all_label}:", offered_pooled)
     lines.append("")
     for i in results:
         n = sum(r.n_epochs for r in results[i])

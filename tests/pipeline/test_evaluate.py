@@ -126,6 +126,9 @@ def test_one_hour_night_json(home, tmp_path):
     assert fused is not None and fused["n_epochs"] == len(night.stages)
     assert all(e["fused"] in {s.value for s in SLEEP_STAGES} for e in doc["epochs"])
     assert all(e["fused"] == e["predicted"] for e in doc["epochs"] if e["predicted"] == e["yasa"])
+    # as offered by default (core/review/suggested_stage.py): YASA's stage wherever it staged
+    assert [e["offered"] for e in doc["epochs"]] == [e["yasa"] for e in doc["epochs"]]
+    assert doc["offered_agreement"] == yasa
     assert doc["rules"]["epochs"] == len(night.stages)
     assert sha256(rec) == before  # nothing is ever written into a recording
 
@@ -148,6 +151,9 @@ def test_fifty_hz_recording_has_model_figures_and_says_why_not_yasa(home, tmp_pa
     why = doc["yasa_unavailable"]
     assert why and "central EEG" in why and "80 Hz" in why and "fifty-hz.edf" in why
     assert all(e["yasa"] is None for e in doc["epochs"])
+    # without YASA the model's stage is what the workstation offers
+    assert [e["offered"] for e in doc["epochs"]] == [e["predicted"] for e in doc["epochs"]]
+    assert doc["offered_agreement"] == agr
 
 
 def test_folder_text_then_json_resumes_and_pools(home, tmp_path):
@@ -175,6 +181,8 @@ def test_folder_text_then_json_resumes_and_pools(home, tmp_path):
     assert "      W     N1     N2     N3      R" in out  # the confusion matrix's column header
     # the fused stage's column beside model and YASA, and the rule that made it, in each table
     assert out.count("model      YASA     fused") == 3 and out.count("fused: log-linear pool") == 3
+    assert out.count("as offered (YASA where it staged, else the model)") == 3
+    assert "as offered (YASA where it staged, else the model), all 2 recordings: kappa" in out
 
     doc = ok_json(evaluate(home, str(folder), "--json"))
     assert set(doc) == {"recordings", "pooled"}

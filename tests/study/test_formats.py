@@ -119,15 +119,18 @@ def test_csv_carries_clock_time_and_the_last_decision_of_each_epoch(tmp_path):
         {"id": 1, "epoch": 0, "stage": "N1", "source": "ai_accepted", "scorer": "AI"},
         {"id": 2, "epoch": 0, "stage": "W", "source": "manual", "scorer": "jd"},
         {"id": 3, "epoch": 2, "stage": "N2", "source": "manual", "scorer": "kl"},
+        {"id": 4, "epoch": 3, "stage": "N2", "source": "ai_accepted", "scorer": "kl",
+         "suggested_by": "yasa-0.8.1/clf_eeg"},
     ]
-    path = export_hypnogram(Hypnogram([W, N1, N2], start=START), "csv", tmp_path / "h.csv",
+    path = export_hypnogram(Hypnogram([W, N1, N2, N2], start=START), "csv", tmp_path / "h.csv",
                             decisions=decisions)
     rows = path.read_text().splitlines()
     assert rows == [
-        "epoch,onset_s,clock_time,stage,source,scorer",
-        "1,0.0,22:30:00,W,manual,jd",
-        "2,30.0,22:30:30,N1,,",
-        "3,60.0,22:31:00,N2,manual,kl",
+        "epoch,onset_s,clock_time,stage,source,scorer,suggested_by",
+        "1,0.0,22:30:00,W,manual,jd,",
+        "2,30.0,22:30:30,N1,,,",
+        "3,60.0,22:31:00,N2,manual,kl,",
+        "4,90.0,22:31:30,N2,ai_accepted,kl,yasa-0.8.1/clf_eeg",
     ]
     plain = export_hypnogram(Hypnogram([W, N1]), "csv", tmp_path / "plain.csv")
     assert plain.read_text().splitlines() == [

@@ -12,7 +12,7 @@ import pytest
 from edf_factory import write_psg_edf
 from gui import open_window
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 
 from sleepvlm_ws.core.base.stages import Stage
 from sleepvlm_ws.core.model.answer import format_answer, parse_answer
@@ -153,6 +153,53 @@ def test_second_opinion_runs_in_its_thread_and_flags_disagreement(qtbot, night):
     assert set(disagreeing) <= set(window.hypnogram.flagged())
     agree = np.mean([stored[e].stage is s for e, s in enumerate(STAGES)])
     assert agree > 0.5
+
+
+def test_yasa_leads_the_offered_stage_and_the_panel_says_so(qtbot, night, tiny_pack, errors):
+    """The default source: once YASA has staged the night (for real), the panel offers its
+    stage, names it and shows what the model read; Enter accepts YASA's stage with both in the
+    audit event; the setting "the model pack only" offers the model's stage again."""
+    window = open_window(qtbot, night)
+    with qtbot.waitSignal(window.ai.controller.model_loaded, timeout=120000):
+        assert window.load_model(tiny_pack)
+    model_id = window.ai.controller.model_id
+    store = SuggestionStore(window.session.study)
+    for epoch, stage in SUGGESTED.items():         # the tiny pack's answers, as a run stores them
+        text = "no idea" if epoch == NO_STAGE_EPOCH else format_answer(stage, [f"{stage}.1"])
+        store.put(epoch, parse_answer(text), model_id=model_id, renderer_version=RENDERER_VERSION,
+                  pass_name=FAST)
+    window.ai.refresh()
+    deep = [e for e, s in enumerate(STAGES) if s is Stage.N3]
+    window.go_to(deep[2])
+    assert window.ai_panel.stage_label.text() == Stage.N2.label
+    assert not window.ai_panel.source_label.isVisible()      # no second opinion yet: the model's
+    with qtbot.waitSignal(window.review.finished, timeout=120000):
+        assert window.review.run_second_opinion()
+    stored = second_opinion.load(window.session.study)
+    target = next(e for e in deep if stored[e].stage is Stage.N3)
+    window.go_to(target)
+    panel = window.ai_panel
+    assert panel.stage_label.text() == Stage.N3.label and panel.source_label.isVisible()
+    line = panel.source_label.text()
+    assert line.startswith("Stage from YASA ") and "trained on real nights" in line
+    assert "the model read N2" in line and "its rules and rationale are for N2" in line
+    assert [c.text() for c in panel.chips] == ["N2.1"]
+    assert window.hypnogram.suggestions()[target] is Stage.N3
+    qtbot.keyClick(window, Qt.Key.Key_Return)
+    study = window.session.study
+    decision = study.decisions()[-1]
+    assert (decision.epoch, decision.stage, decision.source) == (target, Stage.N3, AI_ACCEPTED)
+    ref = study.audit_events()[-1].payload["suggestion"]
+    assert ref["stage_source"] == stored[target].method and ref["model_stage"] == "N2"
+
+    dialog = window.ai.open_settings()
+    dialog.stage_source.setCurrentIndex(dialog.stage_source.findData("model"))
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    window.go_to(target)
+    assert window.ai_panel.stage_label.text() == Stage.N2.label
+    assert not window.ai_panel.source_label.isVisible()
+    assert window.hypnogram.suggestions()[target] is Stage.N2
+    assert errors == []
 
 
 def test_second_opinion_unavailable_shows_the_reason(qtbot, tmp_path, errors):

@@ -7,6 +7,10 @@ not belong to the suggested stage is flagged), the rationale and, in plain words
 answer needed: a repair to be read, a flag. Buttons: Accept (Enter), Override (O, then a stage
 key, then a note saying why) and Explain (ask the model for this epoch's rationale now).
 
+Where the stage offered is the real-trained stager's (``core.review.suggested_stage``), a line
+under it says so ("Stage from YASA 0.8.1 (EEG), trained on real nights") and what the model
+itself read: the chips, flags and rationale are then the model's reading, named as such.
+
 Each chip carries a badge once the epoch's signal has been measured: ✓ the measurements
 support the rule, ✗ they contradict it, ? it cannot be measured here (the tooltip says why, with
 the measured value). Checkable facts in the rationale ("a spindle in C4 at 12 s", "slow waves
@@ -33,7 +37,7 @@ from ..core.trust.evidence.claims import ClaimCheck
 from ..core.trust.evidence.rules_check import SUPPORTED, RuleCheck
 from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, check_tooltip, checks_summary,
                               confidence_text, confidence_tooltip, describe_flag, describe_repairs,
-                              rule_tooltip)
+                              rule_tooltip, source_line)
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
 NOT_SCORED_TEXT = "Not scored by the model yet"
@@ -140,6 +144,8 @@ class AIPanel(QWidget):
         row.addWidget(self.stage_label)
         row.addWidget(self.confidence_label)
         row.addStretch(1)
+        self.source_label = self._plain_label()
+        self.source_label.setStyleSheet("color: #60a0e0;")
         self.chip_box = QWidget()
         self.chip_layout = QGridLayout(self.chip_box)
         self.chip_layout.setContentsMargins(0, 0, 0, 0)
@@ -168,7 +174,8 @@ class AIPanel(QWidget):
         buttons = QHBoxLayout()
         for button in (self.accept_button, self.override_button, self.explain_button):
             buttons.addWidget(button)
-        for widget in (self.model_label, self.message, self.stage_row, self.chip_box,
+        for widget in (self.model_label, self.message, self.stage_row, self.source_label,
+                       self.chip_box,
                        self.checks_label, self.flags_label):
             layout.addWidget(widget)
         layout.addWidget(self.rationale, 1)
@@ -192,7 +199,8 @@ class AIPanel(QWidget):
         if self.suggestion.stage_probability is not None:
             stage += " " + self.confidence_label.text()
         rules = ", ".join(self.suggestion.rules) or "no rules"
-        return f"Suggested {stage} · {rules}"
+        source = f" · {self.source_label.text()}" if self.suggestion.led else ""
+        return f"Suggested {stage} · {rules}{source}"
 
     def set_model(self, label: str | None, model_id: str | None = None) -> None:
         """The loaded model (None: none, manual scoring)."""
@@ -213,6 +221,7 @@ class AIPanel(QWidget):
         self.message.setText(text)
         self.message.show()
         self.stage_row.hide()
+        self.source_label.hide()
         self._set_chips([], None, [], {})
         self._clear_checks()
         self.flags_label.hide()
@@ -245,6 +254,8 @@ class AIPanel(QWidget):
         self.stage_label.setToolTip(tip)
         self.confidence_label.setToolTip(tip)
         self.stage_row.show()
+        self.source_label.setText(source_line(suggestion))
+        self.source_label.setVisible(suggestion.led)
         own_flags = [f for f in suggestion.flags if f not in rationale_flags]
         self._set_chips(list(suggestion.rules), suggestion, own_flags, rules)
         notes = []

@@ -9,6 +9,11 @@ Each suggestion on screen is checked against the epoch's signal (the waveform vi
 cache, measured off the GUI thread): its rules with ``rules_check.check_suggestion`` (the
 neighbour-dependent ones against the hypnogram: the technologist's decisions, else the model's
 suggestions) and its rationale's claims with ``claims.check_claims``.
+
+The stage offered is led by the real-trained stager where the study holds its answer and the
+setting ``suggested_stage_from`` says so (``core.review.suggested_stage``); the panel then names
+the source and shows the model's own reading beside it. Scoring the night with that setting
+also runs the second opinion when the study has none yet.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
 
 from ..core.base.rules import load_rules
+from ..core.base.stage_source import STAGER
 from ..core.base.stages import Stage
 from ..core.model.settings import load_settings, save_settings
 from ..core.review.session import ReviewSession
+from ..core.review.suggested_stage import lead, lead_all
 from ..core.signals.render import RENDERER_VERSION
 from ..core.study.study import Decision
 from ..core.study.suggestions import FAST, Suggestion, SuggestionStore
+from ..core.trust import second_opinion
 from ..core.trust.evidence.claims import check_claims
 from ..core.trust.evidence.rules_check import check_suggestion, hypnogram_neighbours
 from ..core.trust.report_content import pack_card_summary
@@ -73,6 +81,7 @@ class AIReview(QObject):
         self.override_armed = False
         self.settings_dialog: SettingsDialog | None = None
         self._explaining: set[int] = set()
+        self._opinions: dict | None = None     # the stager's answers in the study (cached)
         self.last_summary = None
 
         self.progress_bar = QProgressBar()
@@ -117,13 +126,37 @@ class AIReview(QObject):
         session = self.session
         return None if session is None else SuggestionStore(session.study)
 
+    def opinions(self) -> dict:
+        """The study's stored second opinion (epoch -> answer; {} when none), read once per
+        study and again after a second-opinion run."""
+        if self._opinions is None:
+            session = self.session
+            self._opinions = {} if session is None else second_opinion.load(session.study)
+        return self._opinions
+
+    def second_opinion_changed(self) -> None:
+        """A second-opinion run stored its answers: offer the stages anew."""
+        self._opinions = None
+        self.refresh()
+
+    def offered(self, suggestion: Suggestion | None) -> Suggestion | None:
+        """The model's suggestion as offered: led by the stager where the setting says so."""
+        if suggestion is None:
+            return None
+        return lead(suggestion, self.opinions().get(suggestion.epoch),
+                    self.settings.suggested_stage_from)
+
+    def offered_all(self, found: dict) -> dict:
+        """``offered`` for epoch -> suggestion."""
+        return lead_all(found, self.opinions(), self.settings.suggested_stage_from)
+
     def current_suggestion(self) -> Suggestion | None:
-        """The model's suggestion for the epoch on screen (None when there is none)."""
+        """The suggestion offered for the epoch on screen (None when there is none)."""
         store, model_id = self._store(), self.controller.model_id
         if store is None or model_id is None:
             return None
         try:
-            return store.get(self.session.epoch, model_id, RENDERER_VERSION)
+            return self.offered(store.get(self.session.epoch, model_id, RENDERER_VERSION))
         except InputError as error:
             self._say(str(error))
             return None
@@ -192,8 +225,12 @@ class AIReview(QObject):
         dialog = SettingsDialog(self.settings, self.window)
 
         def apply() -> None:
+            before = self.settings.suggested_stage_from
             self.settings = dialog.settings()
             save_settings(self.settings)
+            if self.settings.suggested_stage_from != before:
+                self.refresh()
+                self.window.review.rebuild()
             if self.controller.has_model:
                 self._say("Saved: threads, GPU layers, context size and the lab server "
                           "apply when the model is next loaded")
@@ -212,6 +249,9 @@ class AIReview(QObject):
         if not self.controller.score_night(RunTarget.of(session), self.settings):
             self._say("The model is busy")
             return False
+        if (self.settings.suggested_stage_from == STAGER and not self.opinions()
+                and not self.window.review.running):
+            self.window.review.run_second_opinion(quiet=True)
         self.progress_bar.setRange(0, max(1, session.n_epochs))
         self.progress_bar.setValue(0)
         self.eta_label.setText("starting…")
@@ -262,7 +302,7 @@ class AIReview(QObject):
             self.window.hypnogram.clear_suggestions()
         else:
             try:
-                found = store.all_for(model_id, RENDERER_VERSION)
+                found = self.offered_all(store.all_for(model_id, RENDERER_VERSION))
             except InputError as error:
                 self._say(str(error))
                 found = {}
@@ -305,7 +345,7 @@ class AIReview(QObject):
             for i in (epoch - 1, epoch + 1):
                 if 0 <= i < len(scored) and not scored[i].is_scored:
                     try:
-                        found = store.get(i, model_id, RENDERER_VERSION)
+                        found = self.offered(store.get(i, model_id, RENDERER_VERSION))
                     except InputError:
                         found = None
                     suggested[i] = None if found is None else found.stage
@@ -333,7 +373,7 @@ class AIReview(QObject):
         if store is None or model_id is None:
             return
         try:
-            suggestion = store.get(epoch, model_id, RENDERER_VERSION)
+            suggestion = self.offered(store.get(epoch, model_id, RENDERER_VERSION))
         except InputError:
             return
         self.window.hypnogram.set_suggestion(epoch, None if suggestion is None
@@ -408,7 +448,7 @@ class AIReview(QObject):
         if session is None or suggestion is None:
             return None
         if suggestion.stage is stage:
-            self._say(f"{stage.label} is the model's own suggestion: press Enter to accept it")
+            self._say(f"{stage.label} is the suggested stage: press Enter to accept it")
             return None
         note = self.panel.ask_note(stage, suggestion)
         if note is None:
@@ -427,6 +467,7 @@ class AIReview(QObject):
     def session_opened(self, session: ReviewSession) -> None:
         self.controller.set_study(session.study.path)
         self._explaining.clear()
+        self._opinions = None
         self.refresh()
         self.update_actions()
 
@@ -436,6 +477,7 @@ class AIReview(QObject):
             self.controller.cancel()
         self.controller.set_study(None)
         self._explaining.clear()
+        self._opinions = None
         if self.override_armed:
             self.cancel_override()
         self.window.hypnogram.clear_suggestions()

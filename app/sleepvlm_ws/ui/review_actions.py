@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from ..core.base.probabilities import format_percent
 from ..core.review.review_queue import ReviewQueue, build_queue, status_text
+from ..core.review.suggested_stage import lead_all
 from ..core.signals.render import RENDERER_VERSION
 from ..core.study.suggestions import SuggestionStore
 from ..core.trust import second_opinion
@@ -64,6 +65,7 @@ class ReviewActions(QObject):
         self._worker: _SecondOpinionWorker | None = None
         self._run_session = None
         self._bulk = False
+        self._quiet = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REBUILD_DELAY_MS)
@@ -97,14 +99,17 @@ class ReviewActions(QObject):
             actions["second_opinion"].setEnabled(has and not self.running)
 
     # -- the queue -----------------------------------------------------------------------
-    def _suggestions(self) -> dict:
-        """The suggestions under review: the loaded model's, else the study's latest model's."""
+    def _suggestions(self, opinions: dict) -> dict:
+        """The suggestions under review (the loaded model's, else the study's latest model's),
+        as offered: led by the stager where the setting says so."""
         store = SuggestionStore(self.session.study)
         model_id = self.window.ai.controller.model_id
         if model_id is not None:
-            return store.all_for(model_id, RENDERER_VERSION)
-        found = store.models()
-        return store.all_for(found[0][0], found[0][1]) if found else {}
+            found = store.all_for(model_id, RENDERER_VERSION)
+        else:
+            models = store.models()
+            found = store.all_for(models[0][0], models[0][1]) if models else {}
+        return lead_all(found, opinions, self.window.ai.settings.suggested_stage_from)
 
     def rebuild(self) -> None:
         """Rebuild the queue from the study (and this session's evidence); redraw the flags."""
@@ -114,9 +119,9 @@ class ReviewActions(QObject):
             self.queue = None
         else:
             try:
-                self.queue = build_queue(session.n_epochs, self._suggestions(),
-                                         second_opinions=second_opinion.load(session.study),
-                                         evidence=self.evidence)
+                opinions = self.window.ai.opinions()
+                self.queue = build_queue(session.n_epochs, self._suggestions(opinions),
+                                         second_opinions=opinions, evidence=self.evidence)
             except InputError as error:
                 self._say(str(error))
                 self.queue = None
@@ -192,11 +197,14 @@ class ReviewActions(QObject):
             self._say(f"Flagged (priority {item.priority}{model}): {item.describe()}")
 
     # -- the second opinion --------------------------------------------------------------
-    def run_second_opinion(self) -> bool:
-        """Start YASA (and the evidence measurements) in a thread; False if one is running."""
+    def run_second_opinion(self, quiet: bool = False) -> bool:
+        """Start YASA (and the evidence measurements) in a thread; False if one is running.
+        ``quiet``: started by Score night for the suggested stage, so a recording YASA cannot
+        stage says so in the status bar, not in an error dialog."""
         session = self.session
         if session is None or self.running:
             return False
+        self._quiet = quiet
         thread = QThread()
         worker = _SecondOpinionWorker(session.recording, session.montage)
         worker.moveToThread(thread)
@@ -232,6 +240,7 @@ class ReviewActions(QObject):
             self.finished.emit()
             return
         self.evidence = evidence
+        self.window.ai.second_opinion_changed()
         self.rebuild()
         flagged = len(self.queue.flagged) if self.queue is not None else 0
         self._say(f"Second opinion ({result.method}): {len(result.opinions)} epochs, "
@@ -242,8 +251,11 @@ class ReviewActions(QObject):
     def _on_unavailable(self, message: str) -> None:
         same = self._end_run()
         if same:
-            self._say(message)
-            self.window.show_error("Second opinion", message)
+            if self._quiet:
+                self._say(f"Suggested stages come from the model: {message}")
+            else:
+                self._say(message)
+                self.window.show_error("Second opinion", message)
         self.finished.emit()
 
     # -- bulk acceptance -----------------------------------------------------------------
@@ -294,6 +306,7 @@ class ReviewActions(QObject):
             return 0
         finally:
             self._bulk = False
+        self._quiet = False
         self.refresh_flags()
         self._say(f"Accepted {len(decisions)} unflagged epochs")
         return len(decisions)

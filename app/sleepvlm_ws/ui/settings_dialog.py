@@ -1,18 +1,21 @@
 """The model settings dialog (CPU threads, GPU layers, context size, lab server, rationale
-length). The settings themselves, their file and their checks are ``core.model.settings``."""
+length, where the suggested stage comes from). The settings themselves, their file and their checks are ``core.model.settings``."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox, QLabel,
-                               QLineEdit, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox,
+                               QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
+from ..core.base.stage_source import MODEL, SOURCES, STAGER
 from ..core.model.remote import API_KEY_ENV, parse_server_urls
 from ..core.model.settings import (MAX_CONTEXT, MAX_GPU_LAYERS, MAX_SERVER_PARALLEL, MAX_THREADS,
                                    MIN_RATIONALE_TOKENS, ModelSettings, cpu_count)
 from ..errors import InputError
 
+SOURCE_CHOICES = {STAGER: "YASA (real-trained) where it can stage, else the model",
+                  MODEL: "the model pack only"}
 SERVER_PLACEHOLDER = "http://host:8080 — empty: run the model on this computer"
 
 
@@ -78,8 +81,16 @@ class SettingsDialog(QDialog):
         self.rationale_tokens.setToolTip("Longest rationale the model may write (tokens)")
         self.rationale_whole_night = QCheckBox("Score night also writes every epoch's rationale "
                                                "(several times slower)")
+        self.stage_source = QComboBox()
+        for source in SOURCES:
+            self.stage_source.addItem(SOURCE_CHOICES[source], source)
+        self.stage_source.setToolTip(
+            "On real EEG YASA's stager (trained on real nights) agrees with experts more often "
+            "than the default model pack (see the model card); the model's rules and rationale "
+            "are shown either way")
         form.addRow("Rationale length (tokens)", self.rationale_tokens)
         form.addRow(self.rationale_whole_night)
+        form.addRow("Suggested stage from", self.stage_source)
         layout.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel
@@ -102,6 +113,8 @@ class SettingsDialog(QDialog):
         self.server_grammar.setChecked(settings.server_grammar)
         self.rationale_tokens.setValue(settings.rationale_tokens)
         self.rationale_whole_night.setChecked(settings.rationale_whole_night)
+        self.stage_source.setCurrentIndex(max(0, self.stage_source.findData(
+            settings.suggested_stage_from)))
 
     def server_problem(self) -> str:
         """Why the server field cannot be saved (one line), or "" when it can."""
@@ -128,4 +141,5 @@ class SettingsDialog(QDialog):
                        server_parallel=self.server_parallel.value(),
                        server_grammar=self.server_grammar.isChecked(),
                        rationale_tokens=self.rationale_tokens.value(),
-                       rationale_whole_night=self.rationale_whole_night.isChecked()).checked()
+                       rationale_whole_night=self.rationale_whole_night.isChecked(),
+                       suggested_stage_from=self.stage_source.currentData()).checked()

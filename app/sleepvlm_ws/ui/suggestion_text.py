@@ -9,6 +9,7 @@ import html
 from ..core.base.probabilities import format_percent
 from ..core.base.rules import Rule
 from ..core.base.stages import SLEEP_STAGES
+from ..core.review.suggested_stage import source_text
 from ..core.study.suggestions import RATIONALE_DISAGREES, Suggestion
 from ..core.trust.evidence.rules_check import CONTRADICTED, NOT_MEASURABLE, SUPPORTED, RuleCheck
 
@@ -54,7 +55,7 @@ def describe_flag(flag: str, suggestion: Suggestion, *, from_rationale: bool = F
 
     ``from_rationale``: the flag is the rationale answer's (its stage is the one it named)."""
     name, _, detail = str(flag).partition(":")
-    named = suggestion.rationale_pass_stage if from_rationale else suggestion.stage
+    named = suggestion.rationale_pass_stage if from_rationale else suggestion.model_reading
     stage = named.value if named is not None else "the stage"
     if name == "rule_stage_mismatch":
         return f"rule {detail} does not belong to {stage}"
@@ -104,12 +105,31 @@ def confidence_tooltip(suggestion: Suggestion) -> str:
     if not probabilities or suggestion.stage_probability is None:
         return ("The model's probability is unknown for this suggestion (scored before the "
                 "workstation kept it, or by a server that returns no token probabilities).")
-    lines = ["The model's probability for each stage:"]
+    lines = [f"The probability of each stage from {source_text(suggestion)}:" if suggestion.led
+             else "The model's probability for each stage:"]
     for stage in SLEEP_STAGES:
         mark = "  \u25c0 suggested" if stage is suggestion.stage else ""
         lines.append(f"{stage.label}: {format_percent(probabilities.get(stage, 0.0))}{mark}")
-    lines.append("(from its token probabilities under the answer grammar)")
+    lines.append("(the stager's own probabilities)" if suggestion.led
+                 else "(from its token probabilities under the answer grammar)")
     return "\n".join(lines)
+
+
+def source_line(suggestion: Suggestion) -> str:
+    """Where a led suggestion's stage came from and what the model read (empty when the stage
+    is the model's own), e.g. ``Stage from YASA 0.8.1 (EEG), trained on real nights · the
+    model read N1 (62 %): its rules and rationale are for N1``."""
+    if not suggestion.led:
+        return ""
+    read = suggestion.model_stage
+    if read is None:
+        model = f"the model named no stage ({suggestion.stage_text or 'nothing read'})"
+    elif read is suggestion.stage:
+        model = f"the model read the same ({read.value} {format_percent(suggestion.model_stage_probability)})"
+    else:
+        model = (f"the model read {read.value} ({format_percent(suggestion.model_stage_probability)}): "
+                 f"its rules and rationale are for {read.value}")
+    return f"Stage from {source_text(suggestion)} · {model}"
 
 
 def rule_tooltip(rule_id: str, rule: Rule | None) -> str:

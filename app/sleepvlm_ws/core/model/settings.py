@@ -1,5 +1,7 @@
 """Model settings: how the workstation runs a model pack here (CPU threads, GPU layers, context
-size, rationale length) or on lab servers, kept in ``model-settings.json`` in the per-user data
+size, rationale length) or on lab servers, and where the suggested stage comes from
+(``suggested_stage_from``: the real-trained stager where it ran, else the model; see
+``core.review.suggested_stage``), kept in ``model-settings.json`` in the per-user data
 folder, and the one function that opens a runtime from a pack and settings (the CLI, the
 evaluation and the GUI all go through ``open_runtime``).
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from ... import paths
 from ...errors import InputError
+from ..base.stage_source import DEFAULT_SOURCE, SOURCES
 from .remote import API_KEY_ENV, DEFAULT_TIMEOUT_S, MAX_PARALLEL, RemotePool, parse_server_urls
 from .runtime import LocalRuntime
 
@@ -52,6 +55,7 @@ class ModelSettings:
     server_grammar: bool = True      # send the answer grammar (off: the server may batch-sample
                                      # on the GPU; the tolerant parser flags off-schema answers)
     server_model: str = ""           # the served model's name; "": the first the server lists
+    suggested_stage_from: str = DEFAULT_SOURCE   # core.review.suggested_stage: stager or model
 
     @classmethod
     def defaults(cls) -> "ModelSettings":
@@ -83,7 +87,9 @@ class ModelSettings:
                                   SERVER_PARALLEL_DEFAULT),
             server_grammar=(self.server_grammar if isinstance(self.server_grammar, bool)
                             else True),
-            server_model=str(self.server_model or ""))
+            server_model=str(self.server_model or ""),
+            suggested_stage_from=(self.suggested_stage_from if self.suggested_stage_from in SOURCES
+                                  else DEFAULT_SOURCE))
 
     def server_list(self) -> list[str]:
         """The lab servers to send requests to; [] runs the model on this computer."""

@@ -9,6 +9,8 @@ and compares:
   reason it cannot run (no central EEG >= 80 Hz, ...);
 - the fused stage (core/trust/fusion.py: the model's and YASA's probabilities pooled by a fixed
   rule) on the epochs where both gave probabilities;
+- the stage the workstation offers by default (core/review/suggested_stage.py: YASA's where it
+  staged the epoch, else the model's), on every epoch the model answered;
 - how many answers parsed without any repair, and how many were flagged;
 - the cited rule IDs with the rule IDs the evidence measured on the signals supports for the
   reference stage (core/trust/evidence: the same targets the default model was trained towards).
@@ -31,7 +33,9 @@ from typing import Callable
 
 from ...errors import InputError
 from ...paths import user_data_dir
+from ..base.stage_source import STAGER
 from ..base.stages import SLEEP_STAGES, Stage
+from ..review.suggested_stage import lead_all
 from ..signals import dreams
 from ..signals.dreams import HYPNOGRAM_PREFIX, hypnogram_for
 from ..signals.recording import Recording
@@ -61,6 +65,7 @@ class EvaluationResult:
     yasa_agreement: Agreement | None
     yasa_unavailable: str | None
     fused_agreement: Agreement | None = None       # model + YASA pooled (core/trust/fusion.py)
+    offered_agreement: Agreement | None = None     # as offered: YASA-led (core/review/suggested_stage.py)
     epochs: list[dict] = field(default_factory=list)
     parse: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
@@ -75,6 +80,8 @@ class EvaluationResult:
                "yasa_agreement": self.yasa_agreement.to_dict() if self.yasa_agreement else None,
                "yasa_unavailable": self.yasa_unavailable,
                "fused_agreement": self.fused_agreement.to_dict() if self.fused_agreement else None,
+               "offered_agreement": (self.offered_agreement.to_dict() if self.offered_agreement
+                                     else None),
                "parse": self.parse, "rules": self.rules,
                "seconds": self.seconds, "montage": self.montage}
         if self.source:
@@ -207,11 +214,13 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
             model_agr = None
         yasa_agr, yasa_why, yasa_stages = None, None, [None] * n
         fused_agr, fused = None, [None] * n   # fused: Stage | None per epoch
+        opinions = {}
         t1 = time.perf_counter()
         if with_yasa:
             try:
                 result = second_opinion.compute(rec, montage)
                 for o in result.opinions:
+                    opinions[o.epoch] = o
                     yasa_stages[o.epoch] = o.stage
                     mine = fast.get(o.epoch)
                     if mine is not None and mine.stage_probabilities and o.probabilities:
@@ -227,6 +236,14 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
             except NoCommonEpochsError:
                 yasa_why = "YASA staged none of the reference's scored epochs"
         yasa_s = time.perf_counter() - t1
+        offered_by = lead_all(fast, opinions, STAGER)
+        offered = [offered_by[e].stage if e in offered_by else None for e in range(n)]
+        offered_agr = None
+        if with_yasa:   # where YASA could not run, the model's stage is what is offered
+            try:
+                offered_agr = agreement(reference, offered)
+            except NoCommonEpochsError:
+                offered_agr = None
         rules = {}
         if with_rules:
             rules = _rule_agreement(measure_recording(rec, montage), reference, fast)
@@ -241,14 +258,15 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
                    "reference": reference[e].value if reference[e] in SLEEP_STAGES else None,
                    "predicted": predicted[e].value if predicted[e] in SLEEP_STAGES else None,
                    "yasa": yasa_stages[e].value if yasa_stages[e] in SLEEP_STAGES else None,
-                   "fused": fused[e].value if fused[e] in SLEEP_STAGES else None}
+                   "fused": fused[e].value if fused[e] in SLEEP_STAGES else None,
+                   "offered": offered[e].value if offered[e] in SLEEP_STAGES else None}
                   for e in range(n)]
         label = getattr(runtime, "label", "") or model_id
         per_epoch = summary.per_epoch_s()
         return EvaluationResult(
             recording=str(rec.path), reference=str(reference_path), model=str(label), n_epochs=n,
             model_agreement=model_agr, yasa_agreement=yasa_agr, yasa_unavailable=yasa_why,
-            fused_agreement=fused_agr, epochs=epochs, parse=parse, rules=rules,
+            fused_agreement=fused_agr, offered_agreement=offered_agr, epochs=epochs, parse=parse, rules=rules,
             seconds={"scoring": round(scoring_s, 2), "per_epoch": per_epoch, "yasa": round(yasa_s, 2),
                      "already_stored": summary.already_stored.get(FAST, 0)},
             montage={role: d.name for role, d in montage.roles.items() if d is not None})
@@ -270,8 +288,9 @@ def pooled(results: list[EvaluationResult]) -> dict:
     ``yasa_agreement``: YASA on the epochs it staged (``yasa_recordings``: the recordings it
     staged at all). ``side_by_side``: both, and the fused stage (None where the model gave no
     probabilities), on the same epochs, those YASA staged (equal to the above when YASA staged
-    everything)."""
-    ref, model, yasa, fused = [], [], [], []
+    everything). ``offered_agreement``: the stage as offered (YASA's where it staged, else the
+    model's) on every epoch of every recording."""
+    ref, model, yasa, fused, offered = [], [], [], [], []
     yasa_names = []
     for r in results:
         name = Path(r.recording).name
@@ -280,12 +299,15 @@ def pooled(results: list[EvaluationResult]) -> dict:
             model.append(Stage(e["predicted"]) if e["predicted"] else None)
             yasa.append(Stage(e["yasa"]) if e["yasa"] else None)
             fused.append(Stage(e["fused"]) if e.get("fused") else None)
+            led = e.get("offered", e["yasa"] or e["predicted"])   # before "offered" was kept
+            offered.append(Stage(led) if led else None)
         if any(e["yasa"] for e in r.epochs) and name not in yasa_names:
             yasa_names.append(name)
     staged = [i for i, y in enumerate(yasa) if y is not None]
     return {
         "model_agreement": _agreement_or_none(ref, model),
         "yasa_agreement": _agreement_or_none(ref, yasa),
+        "offered_agreement": _agreement_or_none(ref, offered),
         "recordings": [Path(r.recording).name for r in results],
         "yasa_recordings": yasa_names,
         "side_by_side": {
@@ -305,10 +327,11 @@ def format_pooled(results: list[EvaluationResult]) -> list[str]:
     n = len(results)
     sbs = p["side_by_side"]
     model_n = (p["model_agreement"] or {}).get("n_epochs")
+    offered = [offered_line(p["offered_agreement"], f"all {n} recordings")] if sbs["epochs"] else []
     if not sbs["epochs"] or sbs["epochs"] == sum(len(r.epochs) for r in results):
         return [f"all {n} recordings together:",
                 *format_table(p["model_agreement"], p["yasa_agreement"],
-                              fused=sbs["fused_agreement"] if sbs["epochs"] else None)]
+                              fused=sbs["fused_agreement"] if sbs["epochs"] else None), *offered]
     without = [name for name in p["recordings"] if name not in sbs["recordings"]]
     with_yasa = sum(1 for r in results if any(e["yasa"] for e in r.epochs))
     return [f"{with_yasa} of {n} recordings together, model and YASA on the same "
@@ -318,7 +341,16 @@ def format_pooled(results: list[EvaluationResult]) -> list[str]:
             f"all {n} recordings together, model only ({model_n} epochs: {', '.join(p['recordings'])}):",
             *format_table(p["model_agreement"], None,
                           f"not staged for {', '.join(without)}" if without else
-                          "staged only some of the epochs (see above)")]
+                          "staged only some of the epochs (see above)"), *offered]
+
+
+def offered_line(offered: dict | None, what: str) -> str:
+    """One line: the stage as offered (core/review/suggested_stage.py) against the reference."""
+    if offered is None:
+        return f"as offered (YASA where it staged, else the model), {what}: nothing compared"
+    return (f"as offered (YASA where it staged, else the model), {what}: kappa "
+            f"{_fmt(offered['kappa'])}, accuracy {_fmt(offered['accuracy'], True)}, macro-F1 "
+            f"{_fmt(offered['macro_f1'])} ({offered['n_epochs']} epochs)")
 
 
 # ---------------------------------------------------------------------------- text report
@@ -369,6 +401,8 @@ def format_result(r: EvaluationResult) -> str:
     lines += format_table(r.model_agreement.to_dict() if r.model_agreement else None,
                           r.yasa_agreement.to_dict() if r.yasa_agreement else None, r.yasa_unavailable,
                           fused=r.fused_agreement.to_dict() if r.fused_agreement else None)
+    if r.offered_agreement is not None:
+        lines.append(offered_line(r.offered_agreement.to_dict(), "this recording"))
     p = r.parse
     if p.get("answers"):
         lines.append("")

@@ -32,6 +32,11 @@ right in 91 % of the suggestions it gave 0.9 or more, and in about a third of th
 0.5-0.9; ECE 0.19). Below 0.9 a suggestion is more often wrong than right, so it is not
 accepted in bulk. The threshold was set on generated nights only, never on the dev set.
 
+Suggestions whose stage is led by the real-trained stager (``core.review.suggested_stage``)
+are judged on the model's own reading for ``disagrees``, ``low_confidence`` and the confidence
+order (the model against the stager, as without the lead); ``n1`` and ``transition`` look at
+the stage offered, and ``accept_unflagged`` accepts the stage offered.
+
 The queue is in epoch order (the technologist walks the night); ``next_after`` /
 ``previous_before`` move between flagged epochs in time (the F / ] keys: "next flagged" always
 moves forward). ``least_confident()`` is the same flagged epochs worst first: by the model's
@@ -130,9 +135,9 @@ class ReviewQueue:
         s = self.suggestions.get(epoch)
         if s is None:
             return None
-        if getattr(s, "stage", None) is None:
+        read, p = _model_view(s)
+        if read is None:
             return 0.0
-        p = getattr(s, "stage_probability", None)
         return None if p is None else float(p)
 
     def least_confident(self) -> list[ReviewItem]:
@@ -201,21 +206,23 @@ def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
             reasons.append(Reason(NO_STAGE, f"the answer named no stage ({s.stage_text!r})"
                                   if s.stage_text else "the answer named no stage"))
         other = second_opinions.get(epoch)
-        if other is not None and stage is not None and other.stage is not stage:
+        read, p = _model_view(s)
+        if other is not None and read is not None and other.stage is not read:
             reasons.append(Reason(DISAGREES, f"second opinion: {other.stage.value} "
-                                             f"({other.confidence:.0%})"))
-        if use_evidence and stage is not None:
+                                             f"({other.confidence:.0%}), model: {read.value}"))
+        if use_evidence and read is not None:
+            offered, suggested[epoch] = suggested[epoch], read   # the rules explain the reading
             bad = [r for r in s.rules
                    if check_rule(r, evidence, epoch, suggested).verdict == VERDICT_CONTRADICTED]
+            suggested[epoch] = offered
             if bad:
                 reasons.append(Reason(CONTRADICTED, f"signal contradicts {', '.join(bad)}"))
         flags = [f for f in s.flags if str(f).partition(":")[0] not in INFORMATIONAL_FLAGS]
         if flags and stage is not None:
             reasons.append(Reason(ANSWER_FLAGGED, f"answer flagged ({len(flags)})"))
         unsure = []
-        p = getattr(s, "stage_probability", None)
-        if stage is not None and p is not None and p < model_low_confidence:
-            unsure.append(f"model unsure ({p:.0%} {stage.value})")
+        if read is not None and p is not None and p < model_low_confidence:
+            unsure.append(f"model unsure ({p:.0%} {read.value})")
         if other is not None and other.confidence < low_confidence:
             unsure.append(f"second opinion unsure ({other.confidence:.0%})")
         if unsure:
@@ -234,6 +241,14 @@ def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
                 "second_opinion": _method(second_opinions),
                 "evidence_checked": bool(use_evidence)}
     return ReviewQueue(n_epochs, items, dict(suggestions), criteria)
+
+
+def _model_view(suggestion) -> tuple[Stage | None, float | None]:
+    """(the stage the model itself named, its probability): a suggestion led by the stager
+    (``core.review.suggested_stage``) keeps the model's reading apart from the stage offered."""
+    if getattr(suggestion, "led", False):
+        return suggestion.model_stage, suggestion.model_stage_probability
+    return getattr(suggestion, "stage", None), getattr(suggestion, "stage_probability", None)
 
 
 def _method(second_opinions: Mapping[int, object]) -> str | None:

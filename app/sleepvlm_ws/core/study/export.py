@@ -20,14 +20,33 @@ def study_hypnogram(study: Study) -> Hypnogram:
     return Hypnogram(stages=study.stages(), start=datetime.fromisoformat(start) if start else None)
 
 
+def suggested_by(audit) -> dict[int, str]:
+    """Decision id -> where the stage it accepted or overrode came from, read from the decisions'
+    audit events: the stager's method (``yasa-0.8.1/clf_eeg``) for a suggestion led by a
+    real-trained stager (``core.review.suggested_stage``), else ``model:`` and the model id."""
+    out = {}
+    for event in audit:   # AuditEvent records or their dicts
+        payload = (event.get("payload") if isinstance(event, dict)
+                   else getattr(event, "payload", None)) or {}
+        ref = payload.get("suggestion")
+        if not isinstance(ref, dict) or not isinstance(payload.get("decision"), int):
+            continue
+        source = ref.get("stage_source")
+        out[payload["decision"]] = (str(source) if source else f"model:{ref.get('model_id')}")
+    return out
+
+
 def export_study(study: Study, fmt: str, out: str | Path, *, scorer: str,
                  deidentify: bool = False) -> Path:
-    """Write the technologist's hypnogram (never the AI's suggestions) to ``out`` in ``fmt``."""
+    """Write the technologist's hypnogram (never the AI's suggestions) to ``out`` in ``fmt``.
+    Each decision carries ``suggested_by`` (see ``suggested_by``; None for a manual one)."""
     hyp = study_hypnogram(study)
     meta = {k: v for k, v in study.meta.items() if v is not None}
-    decisions = [asdict(d) | {"stage": d.stage.value, "previous": d.previous.value}
-                 for d in study.decisions()]
     audit = [asdict(e) for e in study.audit_events()]
+    offered = suggested_by(audit)
+    decisions = [asdict(d) | {"stage": d.stage.value, "previous": d.previous.value,
+                              "suggested_by": offered.get(d.id)}
+                 for d in study.decisions()]
     if deidentify:
         meta = {k: v for k, v in meta.items() if k not in IDENTIFYING_META}
         hyp.start = None

@@ -60,7 +60,14 @@ class Suggestion:
     then the stage the rationale pass named.
 
     ``stage_probability`` is the model's probability for ``stage`` and ``stage_probabilities``
-    the five (Stage -> probability, sum 1), of the pass the stage comes from; None: unknown."""
+    the five (Stage -> probability, sum 1), of the pass the stage comes from; None: unknown.
+
+    A *led* suggestion (``core.review.suggested_stage.lead``) takes its stage from a
+    real-trained stager instead: ``stage_source`` names it (e.g. ``yasa-0.8.1/clf_eeg``; None:
+    the stage is the model's own), ``stage`` and the probabilities are the stager's, and
+    ``model_stage`` / ``model_stage_probability`` keep what the model read. Rules, rationale
+    and flags stay the model's: they explain ``model_stage``. Never stored: a led suggestion
+    is made when shown, and its ``reference()`` names both."""
 
     epoch: int
     model_id: str
@@ -81,6 +88,24 @@ class Suggestion:
     rationale_pass_stage: Stage | None = field(default=None, compare=False)
     stage_probability: float | None = None
     stage_probabilities: dict[Stage, float] | None = field(default=None, hash=False)
+    stage_source: str | None = None
+    model_stage: Stage | None = None
+    model_stage_probability: float | None = None
+
+    @property
+    def led(self) -> bool:
+        """The stage comes from a real-trained stager, not from the model."""
+        return self.stage_source is not None
+
+    @property
+    def model_reading(self) -> Stage | None:
+        """The stage the model itself named (what its rules and rationale explain)."""
+        return self.model_stage if self.led else self.stage
+
+    @property
+    def model_probability(self) -> float | None:
+        """The model's probability for ``model_reading`` (None: unknown)."""
+        return self.model_stage_probability if self.led else self.stage_probability
 
     def reference(self) -> dict:
         """What a decision's audit event records about this suggestion (the probability only
@@ -93,6 +118,11 @@ class Suggestion:
             ref["suggestion_id"] = self.id
         if self.stage_probability is not None:
             ref["stage_probability"] = round(float(self.stage_probability), 6)
+        if self.led:
+            ref["stage_source"] = self.stage_source
+            ref["model_stage"] = None if self.model_stage is None else self.model_stage.value
+            if self.model_stage_probability is not None:
+                ref["model_stage_probability"] = round(float(self.model_stage_probability), 6)
         return ref
 
 

@@ -2,7 +2,8 @@
 
 - the header: study, recording, patient fields of the recording's EDF header (left out when
   de-identifying), who scored, the model pack behind the AI suggestions and the provenance
-  line of its model card;
+  line of its model card, and where the accepted or overridden suggested stages came from
+  (the model, or the real-trained stager that led them: ``core.review.suggested_stage``);
 - the confirmed hypnogram and its sleep statistics (``sleep_statistics``);
 - the AI suggestions of the most recent model and their agreement with the final stages
   (``agreement``);
@@ -23,7 +24,7 @@ from ...errors import InputError
 from ..base.stages import SLEEP_STAGES, Stage
 from ..model.model_pack import list_packs, load_manifest
 from ..study.audit import EXPORT, IMPORT
-from ..study.export import study_hypnogram
+from ..study.export import study_hypnogram, suggested_by
 from ..study.study import AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED, MANUAL, UNDO, Study
 from ..study.suggestions import AI_RUN_FINISHED, AI_RUN_STARTED, SuggestionStore
 from .agreement import Agreement, NoCommonEpochsError, agreement
@@ -256,7 +257,22 @@ def _header(study: Study, *, author: str, deidentify: bool, model: ModelInfo | N
             rows.append(("Provenance", model.provenance))
         if model.real_data:
             rows.append(("Real recordings", model.real_data))
+    origins = Counter("model" if source.startswith("model:") else "stager"
+                      for source in suggested_by(study.audit_events()).values())
+    if origins:
+        rows.append(("Suggested stages", _origins_text(origins)))
     return rows
+
+
+def _origins_text(origins: Counter) -> str:
+    """Where the suggestions the scorers accepted or overrode took their stage from."""
+    parts = []
+    if origins.get("stager"):
+        parts.append(f"{origins['stager']} from YASA's stager (trained on real nights; it led "
+                     f"where it could stage the epoch)")
+    if origins.get("model"):
+        parts.append(f"{origins['model']} from the model pack")
+    return "accepted or overridden: " + ", ".join(parts)
 
 
 def _clock(iso: object) -> str | None:

@@ -1,5 +1,7 @@
-"""Spreadsheet table: epoch (1-based), onset_s, clock_time, stage, and the source and scorer
-of each epoch's last decision when the study's decisions are given."""
+"""Spreadsheet table: epoch (1-based), onset_s, clock_time, stage, and the source, scorer and
+``suggested_by`` (where an accepted or overridden suggested stage came from: the real-trained
+stager's method or ``model:`` and the model id) of each epoch's last decision when the study's
+decisions are given."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) 
     header = ["epoch", "onset_s", "clock_time", "stage"]
     last = None
     if decisions is not None:
-        header += ["source", "scorer"]
+        header += ["source", "scorer", "suggested_by"]
         last = last_decision_per_epoch(decisions)
     table.writerow(header)
     for i, stage in enumerate(hyp.stages):
@@ -32,7 +34,8 @@ def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) 
                stage.value]
         if last is not None:
             decision = last.get(i, {})
-            row += [_text(decision.get("source")), _text(decision.get("scorer"))]
+            row += [_text(decision.get("source")), _text(decision.get("scorer")),
+                    _text(decision.get("suggested_by"))]
         table.writerow(row)
     write_bytes_atomically(path, out.getvalue().encode("utf-8"))
 

@@ -207,6 +207,7 @@ def check_suggestion(suggestion, evidence: EpochEvidence, hypnogram_neighbours: 
     that depend on the neighbours (N2.2, N2.3, N2.4, R.2, R.3, MBM) judged against the current
     hypnogram: ``hypnogram_neighbours`` is (previous stage, next stage), see above."""
     prev, nxt = hypnogram_neighbours
-    stages = [prev, suggestion.stage, nxt]
+    # the model's own reading: a suggestion led by a stager keeps the model's rules for it
+    stages = [prev, getattr(suggestion, "model_reading", suggestion.stage), nxt]
     window = [evidence, evidence, evidence]   # check_rule reads only the epoch's own evidence
     return [check_rule(rule_id, window, 1, stages) for rule_id in suggestion.rules]
