@@ -1,6 +1,11 @@
 """Print the model card's evaluation tables from evaluate_heldout.py's output folder.
 
     python models/training/card_tables.py HELDOUT_DIR
+
+The last table is the stage the workstation offers by default (core/review/suggested_stage.py:
+YASA's where it staged the epoch, else the model's), from each epoch's ``offered`` (for output
+written before evaluate kept it: YASA's stage where there is one, else the model's, which is the
+same wherever the model answered every epoch, as evaluate_heldout's runs do).
 """
 
 from __future__ import annotations
@@ -8,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "app")]
 
 STAGES = ("W", "N1", "N2", "N3", "R")
 
@@ -60,7 +67,42 @@ def main(folder: str) -> int:
             b = runs["Q4_K_M"]["per_subject"].get(seed)
             if b:
                 print(f"| {seed} | {_k(a['kappa'])} | {_k(b['kappa'])} | {100 * (a['kappa'] - b['kappa']):+.1f} |")
+    offered_table(d, summary)
     return 0
+
+
+def offered_table(d: Path, summary: dict) -> None:
+    """Per subject and pooled: the stage as offered against the generator's labels."""
+    from sleepvlm_ws.core.base.stages import Stage
+    from sleepvlm_ws.core.trust.agreement import agreement
+
+    def stage(v):
+        return Stage(v) if v else None
+
+    print()
+    print("As offered by default (YASA's stage where it staged the epoch, else the model's):")
+    print()
+    print("| subject | recording | epochs | from YASA | kappa | accuracy % | macro-F1 | recall W/N1/N2/N3/R % |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    ref_all, off_all = [], []
+    for seed, what in summary["subjects"].items():
+        f = d / f"heldout-{seed}-Q4_K_M.json"
+        if not f.is_file():
+            continue
+        epochs = json.loads(f.read_text())["epochs"]
+        ref = [stage(e["reference"]) for e in epochs]
+        off = [stage(e.get("offered", e["yasa"] or e["predicted"])) for e in epochs]
+        ref_all += ref
+        off_all += off
+        a = agreement(ref, off)
+        rec = "/".join(_pct(a.recall.get(Stage(s))) for s in STAGES)
+        print(f"| {seed} | {what} | {a.n_epochs} | {sum(1 for e in epochs if e['yasa'])} | "
+              f"{_k(a.kappa)} | {_pct(a.accuracy)} | {_k(a.macro_f1)} | {rec} |")
+    if ref_all:
+        a = agreement(ref_all, off_all)
+        rec = "/".join(_pct(a.recall.get(Stage(s))) for s in STAGES)
+        print(f"| pooled | all subjects | {a.n_epochs} | | {_k(a.kappa)} | {_pct(a.accuracy)} | "
+              f"{_k(a.macro_f1)} | {rec} |")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,7 @@ def test_yasa_leads_the_offered_stage_and_the_panel_says_so(qtbot, night, tiny_p
     assert line.startswith("Stage from YASA ") and "trained on real nights" in line
     assert "the model read N2" in line and "its rules and rationale are for N2" in line
     assert [c.text() for c in panel.chips] == ["N2.1"]
+    assert not panel.chips[0].property("flagged")      # N2.1 belongs to the model's reading
     assert window.hypnogram.suggestions()[target] is Stage.N3
     qtbot.keyClick(window, Qt.Key.Key_Return)
     study = window.session.study

@@ -288,7 +288,7 @@ class AIPanel(QWidget):
                 flagged_ids.add(detail)
         for i, rule_id in enumerate(rule_ids):
             rule = rules.get(rule_id)
-            stage = suggestion.stage if suggestion is not None else None
+            stage = suggestion.model_reading if suggestion is not None else None   # its rules
             flagged = (rule is None or rule_id in flagged_ids
                        or (stage is not None and not rule.fits(stage)))
             chip = QToolButton()
