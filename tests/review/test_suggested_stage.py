@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pyedflib
 import pytest
 
 from sleepvlm_ws.core.base.stage_source import MODEL, STAGER, check_source
@@ -19,6 +20,7 @@ from sleepvlm_ws.core.review.suggested_stage import lead, lead_all, source_text
 from sleepvlm_ws.core.signals.montage import Derivation, Montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.export import export_study
+from sleepvlm_ws.core.study.formats import import_hypnogram
 from sleepvlm_ws.core.study.study import AI_ACCEPTED, AI_OVERRIDDEN, Study
 from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore, accept, override
 from sleepvlm_ws.core.trust import second_opinion
@@ -125,6 +127,17 @@ def test_exports_and_report_say_where_each_accepted_stage_came_from(study, tmp_p
     doc = json.loads(export_study(study, "json", tmp_path / "h.json", scorer="amy").read_text())
     by_epoch = {d["epoch"]: d["suggested_by"] for d in doc["decisions"]}
     assert by_epoch == {2: METHOD, 6: f"model:{MODEL_ID}", 7: None}
+    tsv = export_study(study, "tsv", tmp_path / "h_events.tsv", scorer="amy").read_text()
+    assert [line.split("\t")[-1] for line in tsv.splitlines()] == [
+        "suggested_by", "n/a", "n/a", METHOD, "n/a", "n/a", "n/a", f"model:{MODEL_ID}", "n/a"]
+    xml = export_study(study, "xml", tmp_path / "h.xml", scorer="amy").read_text()
+    assert (f"<!-- stages from suggestions: 1 suggested by model:{MODEL_ID[:12]}, 1 by {METHOD} -->"
+            in xml)
+    edf = export_study(study, "edf", tmp_path / "h.edf", scorer="amy")
+    with pyedflib.EdfReader(str(edf)) as reader:
+        assert "suggested:YASA_1,model_1" in reader.getRecordingAdditional()
+    for path in (tmp_path / "h_events.tsv", tmp_path / "h.xml", edf):   # still read back
+        assert import_hypnogram(path, n_epochs=N).stages[2] is Stage.N2
     header = dict(gather(study, author="amy").header)
     assert header["Suggested stages"] == (
         "accepted or overridden: 1 from YASA's stager (trained on real nights; it led where it "

@@ -182,6 +182,27 @@ def last_decision_per_epoch(decisions: Iterable[Any]) -> dict[int, dict]:
     return last
 
 
+def suggestion_origins(decisions: Iterable[Any]) -> dict[str, int]:
+    """How many epochs' current stage came from an accepted or overridden suggestion, by where
+    that suggestion's stage came from (a decision's ``suggested_by``: the real-trained stager's
+    method, or ``model:`` and the model id); {} when none did."""
+    counts: dict[str, int] = {}
+    for record in last_decision_per_epoch(decisions).values():
+        origin = record.get("suggested_by")
+        if origin:
+            counts[str(origin)] = counts.get(str(origin), 0) + 1
+    return counts
+
+
+def origins_text(origins: Mapping[str, int]) -> str:
+    """``stages from suggestions: 12 suggested by yasa-0.8.1/clf_eeg, 3 by model:1a2b3c4d5e6f``."""
+    parts = []
+    for origin, n in sorted(origins.items(), key=lambda item: (-item[1], item[0])):
+        name = origin if not origin.startswith("model:") else origin[:18]
+        parts.append(f"{n} {'suggested by' if not parts else 'by'} {name}")
+    return "stages from suggestions: " + ", ".join(parts)
+
+
 def plain_json(value: Any) -> Any:
     """``json.dumps(default=...)`` hook for what study records hold."""
     if isinstance(value, enum.Enum):

@@ -1,4 +1,7 @@
-"""BIDS-style events table (``*_events.tsv``): onset, duration, stage; one row per epoch.
+"""BIDS-style events table (``*_events.tsv``): onset, duration, stage; one row per epoch, and
+``suggested_by`` (BIDS allows extra columns; ``n/a`` where the stage came from no suggestion)
+when the study's decisions are given: where an accepted or overridden suggested stage came
+from (the real-trained stager's method, or ``model:`` and the model id).
 
 Import also takes one row per scored period (a duration of several epochs) and the BIDS
 ``n/a`` for a missing duration (one epoch) or stage (unscored).
@@ -9,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...base.hypnogram import Hypnogram
-from ._common import FileScoring, decode_text, read_bytes, seconds_text, write_bytes_atomically
+from ._common import (FileScoring, decode_text, last_decision_per_epoch, read_bytes, seconds_text,
+                      write_bytes_atomically)
 from ._table import read_table
 
 NAME = "tsv"
@@ -18,10 +22,14 @@ DESCRIPTION = "BIDS events table"
 
 
 def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) -> None:
-    lines = ["onset\tduration\tstage"]
+    last = None if decisions is None else last_decision_per_epoch(decisions)
+    lines = ["onset\tduration\tstage" + ("" if last is None else "\tsuggested_by")]
     duration = seconds_text(hyp.epoch_s)
     for i, stage in enumerate(hyp.stages):
-        lines.append(f"{seconds_text(hyp.onset(i))}\t{duration}\t{stage.value}")
+        row = f"{seconds_text(hyp.onset(i))}\t{duration}\t{stage.value}"
+        if last is not None:
+            row += "\t" + str(last.get(i, {}).get("suggested_by") or "n/a")
+        lines.append(row)
     write_bytes_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 

@@ -1,5 +1,7 @@
 """EDF+ hypnogram: an annotation-only EDF+ file like Sleep-EDF's ``*-Hypnogram.edf``, with one
-"Sleep stage W/1/2/3/R/?" or "Movement time" annotation per scored period.
+"Sleep stage W/1/2/3/R/?" or "Movement time" annotation per scored period. When the study's
+decisions are given, the header's recording field says how many stages came from suggestions led
+by YASA and how many from the model (``suggested:YASA_12,model_3``).
 
 Import reads any EDF+/BDF+ file's stage annotations: Sleep-EDF hypnograms (periods of many
 epochs, R&K stage 4 as N3), MASS-style per-epoch annotation files, and PSG files carrying
@@ -16,7 +18,7 @@ import pyedflib
 from ....errors import HypnogramFormatError
 from ...base.hypnogram import Hypnogram
 from ...base.stages import Stage, parse_stage
-from ._common import FileScoring, check_readable, write_atomically
+from ._common import FileScoring, check_readable, suggestion_origins, write_atomically
 from .edf_annotations import read_edf_annotations
 
 NAME = "edf"
@@ -52,6 +54,8 @@ def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) 
         try:
             writer.setStartdatetime(start)
             writer.setEquipment("SleepVLM-WS")
+            if origins:   # the header's recording field (short): which sources, how many
+                writer.setRecordingAdditional(_origins_short(origins))
             for onset, duration, stage in expected:
                 writer.writeAnnotation(onset, duration, stage)
         finally:
@@ -62,7 +66,16 @@ def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) 
         _verify(tmp, expected)
 
     expected = [(onset, duration, LABELS[stage]) for onset, duration, stage in hyp.segments()]
+    origins = suggestion_origins(decisions or [])
     write_atomically(path, write_to)
+
+
+def _origins_short(origins: dict[str, int]) -> str:
+    """``suggested:YASA_12,model_3`` (EDF+ keeps ~40 ASCII characters here, no spaces)."""
+    stager = sum(n for o, n in origins.items() if not o.startswith("model:"))
+    model = sum(n for o, n in origins.items() if o.startswith("model:"))
+    parts = [f"YASA_{stager}" if stager else "", f"model_{model}" if model else ""]
+    return "suggested:" + ",".join(p for p in parts if p)
 
 
 def _verify(tmp: Path, expected: list[tuple[float, float, str]]) -> None:

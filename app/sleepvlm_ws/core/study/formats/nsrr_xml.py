@@ -1,6 +1,8 @@
 """NSRR / Compumedics Profusion XML: ``<PSGAnnotation>`` with stage ``<ScoredEvents>`` (one per
 scored period) and a Compumedics ``<SleepStages>`` list (one code per epoch). We write both, as
-NSRR files carry both; on import ``SleepStages`` wins when present.
+NSRR files carry both; on import ``SleepStages`` wins when present. When the study's decisions
+are given, a comment after ``EpochLength`` says how many stages came from accepted or overridden
+suggestions and where those suggestions' stages came from (``_common.origins_text``).
 
 Files declaring a DTD or entities are refused (billion-laughs and external-entity attacks).
 """
@@ -13,7 +15,8 @@ from pathlib import Path
 from ....errors import HypnogramFormatError
 from ...base.hypnogram import Hypnogram
 from ...base.stages import EPOCH_SECONDS, Stage
-from ._common import FileScoring, number_of, read_bytes, seconds_text, stage_of, write_bytes_atomically
+from ._common import (FileScoring, number_of, origins_text, read_bytes, seconds_text, stage_of,
+                      suggestion_origins, write_bytes_atomically)
 
 NAME = "xml"
 SUFFIXES = (".xml",)
@@ -39,6 +42,9 @@ def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) 
     root = ET.Element("PSGAnnotation")
     ET.SubElement(root, "SoftwareVersion").text = "SleepVLM Workstation"
     ET.SubElement(root, "EpochLength").text = _number(hyp.epoch_s)
+    origins = suggestion_origins(decisions or [])
+    if origins:   # a comment: NSRR / Compumedics readers skip it, a person reading the file sees it
+        root.append(ET.Comment(" " + origins_text(origins).replace("--", "- -") + " "))
     events = ET.SubElement(root, "ScoredEvents")
     if hyp.start is not None:
         _event(events, "", "Recording Start Time", 0.0, hyp.duration_s,
