@@ -260,3 +260,20 @@ def test_list_packs_finds_packs_and_reports_broken_ones(tmp_path, home, monkeypa
     names = [m.name for m in list_packs()]
     assert {"mine", "alpha", "Beta"} <= set(names)
     assert "broken" not in names
+
+
+def test_a_pack_may_declare_either_renderer_and_nothing_else(pack):
+    from sleepvlm_ws.core.model.model_pack import RENDERERS
+    from sleepvlm_ws.core.signals import render
+
+    assert RENDERERS == render.RENDERERS == ("svlm-render-1", "svlm-render-2")
+    path = pack / MANIFEST_NAME
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["renderer_version"] = "svlm-render-2"            # SleepVLM's own pixels
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    assert verify_pack(pack).renderer_version == "svlm-render-2"
+    raw["renderer_version"] = "svlm-render-9"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ModelPackError) as exc:
+        verify_pack(pack)
+    one_line(exc, "svlm-render-9", "does not provide", "manifest.json")

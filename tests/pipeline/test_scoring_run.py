@@ -141,6 +141,53 @@ def test_a_run_stores_every_epoch_and_resumes_after_a_cancel(tmp_path, runtime):
         assert s.verify().ok
 
 
+def test_a_pack_trained_on_the_authors_pixels_gets_them_and_its_answers_are_kept_apart(tmp_path, tiny_pack):
+    """A pack declaring svlm-render-2 (SleepVLM's own weights would) is rendered with the
+    authors' renderer, its window placed in the night as their whole-night resampling placed
+    it, and its answers are stored under that renderer."""
+    from packs import copy_pack
+
+    from sleepvlm_ws.core.model.runtime import LocalRuntime
+    from sleepvlm_ws.core.pipeline.scoring_run import EpochImageCache, read_epoch_window
+    from sleepvlm_ws.core.signals.montage import read_role
+    from sleepvlm_ws.core.signals.render import (AUTHORS_RENDERER_VERSION, EpochWindow, render_epoch,
+                                                 render_png)
+
+    pack = copy_pack(tiny_pack, tmp_path, "authors-pixels")
+    manifest = pack / "manifest.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
+        f'"{RENDERER_VERSION}"', f'"{AUTHORS_RENDERER_VERSION}"'), encoding="utf-8")
+    path = write_night_edf(generate_night(seed=11, fs=256.0, stages=[Stage.N2] * 20),
+                           tmp_path / "n256.edf")
+    rec = Recording.open(path)
+    rt = LocalRuntime(pack, n_threads=2)
+    try:
+        assert rt.renderer_version == AUTHORS_RENDERER_VERSION
+        study_path = _new_study(rec, tmp_path / "n256.sleepvlm")
+        run = _run(rec, study_path, rt, epochs=[19])
+        summary = run.run()
+        assert summary.renderer_version == AUTHORS_RENDERER_VERSION and summary.stored[FAST] == 1
+        with Study.open(study_path) as s:
+            store = SuggestionStore(s)
+            assert store.get_pass(19, rt.model_id, AUTHORS_RENDERER_VERSION, FAST) is not None
+            assert store.get_pass(19, rt.model_id, RENDERER_VERSION, FAST) is None
+        montage = run.montage
+        # the image sent is the authors' placement: the same as a window cut out of the whole
+        # night's samples (EpochWindow.around, as the training pipeline renders) ...
+        whole = {role: (None if d is None else read_role(rec, d, 0.0, rec.duration_s))
+                 for role, d in montage.roles.items()}
+        expected = render_epoch(EpochWindow.around(whole, 19))
+        placed = read_epoch_window(rec, montage, 19, AUTHORS_RENDERER_VERSION)
+        assert np.abs(render_epoch(placed).astype(int) - expected.astype(int)).max() <= 1
+        assert run._image_cache().get(19)[0] == render_png(placed)
+        # ... and late in a 256-Hz night it is not the workstation's own pixels
+        own = EpochImageCache(rec, montage).get(19)[0]
+        assert own != run._image_cache().get(19)[0]
+    finally:
+        rt.close()
+        rec.close()
+
+
 def test_pause_holds_the_run_until_released(tmp_path, runtime):
     rec = Recording.open(_night_edf(tmp_path / "night.edf", stages=STAGES[:2]))
     study_path = _new_study(rec, tmp_path / "night.sleepvlm")

@@ -203,6 +203,36 @@ def test_yasa_leads_the_offered_stage_and_the_panel_says_so(qtbot, night, tiny_p
     assert errors == []
 
 
+def test_a_pack_on_the_authors_pixels_shows_its_own_suggestions(qtbot, night, tiny_pack, tmp_path):
+    """The window keys suggestions by the loaded pack's renderer: answers stored under
+    svlm-render-2 show for a pack declaring it, and the workstation's own are not mixed in."""
+    from packs import copy_pack
+
+    from sleepvlm_ws.core.signals.render import AUTHORS_RENDERER_VERSION
+
+    pack = copy_pack(tiny_pack, tmp_path, "authors-pixels")
+    manifest = pack / "manifest.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
+        f'"{RENDERER_VERSION}"', f'"{AUTHORS_RENDERER_VERSION}"'), encoding="utf-8")
+    window = open_window(qtbot, night)
+    with qtbot.waitSignal(window.ai.controller.model_loaded, timeout=120000):
+        assert window.load_model(pack)
+    controller = window.ai.controller
+    assert controller.renderer_version == AUTHORS_RENDERER_VERSION
+    store = SuggestionStore(window.session.study)
+    store.put(0, parse_answer(format_answer("W", ["W.1"])), model_id=controller.model_id,
+              renderer_version=RENDERER_VERSION, pass_name=FAST)          # other pixels
+    store.put(1, parse_answer(format_answer("N1", ["N1.1"])), model_id=controller.model_id,
+              renderer_version=AUTHORS_RENDERER_VERSION, pass_name=FAST)
+    window.ai.refresh()
+    window.go_to(0)
+    assert window.ai.current_suggestion() is None
+    window.go_to(1)
+    shown = window.ai.current_suggestion()
+    assert shown is not None and shown.renderer_version == AUTHORS_RENDERER_VERSION
+    assert window.ai_panel.stage_label.text() == Stage.N1.label
+
+
 def test_second_opinion_unavailable_shows_the_reason(qtbot, tmp_path, errors):
     rng = np.random.default_rng(1)
     path = write_psg_edf(tmp_path / "eog.edf", {"EOG E1-M2": rng.normal(0, 20, 256 * 600)}, 256.0)

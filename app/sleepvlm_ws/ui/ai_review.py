@@ -30,7 +30,6 @@ from ..core.base.stages import Stage
 from ..core.model.settings import load_settings, save_settings
 from ..core.review.session import ReviewSession
 from ..core.review.suggested_stage import lead, lead_all
-from ..core.signals.render import RENDERER_VERSION
 from ..core.study.study import Decision
 from ..core.study.suggestions import FAST, Suggestion, SuggestionStore
 from ..core.trust import second_opinion
@@ -156,7 +155,7 @@ class AIReview(QObject):
         if store is None or model_id is None:
             return None
         try:
-            return self.offered(store.get(self.session.epoch, model_id, RENDERER_VERSION))
+            return self.offered(store.get(self.session.epoch, model_id, self.controller.renderer_version))
         except InputError as error:
             self._say(str(error))
             return None
@@ -302,7 +301,7 @@ class AIReview(QObject):
             self.window.hypnogram.clear_suggestions()
         else:
             try:
-                found = self.offered_all(store.all_for(model_id, RENDERER_VERSION))
+                found = self.offered_all(store.all_for(model_id, self.controller.renderer_version))
             except InputError as error:
                 self._say(str(error))
                 found = {}
@@ -345,7 +344,7 @@ class AIReview(QObject):
             for i in (epoch - 1, epoch + 1):
                 if 0 <= i < len(scored) and not scored[i].is_scored:
                     try:
-                        found = self.offered(store.get(i, model_id, RENDERER_VERSION))
+                        found = self.offered(store.get(i, model_id, self.controller.renderer_version))
                     except InputError:
                         found = None
                     suggested[i] = None if found is None else found.stage
@@ -373,7 +372,7 @@ class AIReview(QObject):
         if store is None or model_id is None:
             return
         try:
-            suggestion = self.offered(store.get(epoch, model_id, RENDERER_VERSION))
+            suggestion = self.offered(store.get(epoch, model_id, self.controller.renderer_version))
         except InputError:
             return
         self.window.hypnogram.set_suggestion(epoch, None if suggestion is None

@@ -33,6 +33,7 @@ from ..core.model.settings import RATIONALE_TOKENS_DEFAULT, ModelSettings, open_
 from ..core.pipeline.scoring_run import ScoringRun
 from ..core.signals.montage import Montage
 from ..core.signals.recording import Recording
+from ..core.signals.render import RENDERER_VERSION
 from ..core.study.suggestions import RATIONALE
 from ..errors import InputError
 
@@ -73,7 +74,7 @@ def one_line(what: str | Path, error: BaseException) -> str:
 class ModelWorker(QObject):
     """Runs in its own QThread (see the module docstring)."""
 
-    model_loaded = Signal(str, str, str)     # model id, label, pack folder
+    model_loaded = Signal(str, str, str, str)   # model id, label, pack folder, renderer version
     model_failed = Signal(str)               # one line
     progress = Signal(int, int, object)      # epochs done, epochs to do, seconds left or None
     suggestion_ready = Signal(int, str)      # epoch, study path
@@ -112,7 +113,8 @@ class ModelWorker(QObject):
             self.model_failed.emit(one_line(pack_dir, error))
             return
         self.runtime = runtime
-        self.model_loaded.emit(str(model_id), str(runtime.label), str(pack))
+        self.model_loaded.emit(str(model_id), str(runtime.label), str(pack),
+                               str(getattr(runtime, "renderer_version", RENDERER_VERSION)))
 
     @Slot(object, object)
     def score_night(self, target: RunTarget, settings: ModelSettings) -> None:
@@ -246,6 +248,7 @@ class ModelController(QObject):
         self.model_id: str | None = None
         self.model_label: str | None = None
         self.pack_dir: str | None = None
+        self.renderer_version: str = RENDERER_VERSION   # the loaded pack's pixels (its key)
         self.loading = False
         self.running = False
         self.is_held = False
@@ -354,9 +357,10 @@ class ModelController(QObject):
     def _mine(self, study_path: str) -> bool:
         return self._study is not None and Path(study_path) == self._study
 
-    @Slot(str, str, str)
-    def _on_model_loaded(self, model_id: str, label: str, pack_dir: str) -> None:
+    @Slot(str, str, str, str)
+    def _on_model_loaded(self, model_id: str, label: str, pack_dir: str, renderer: str) -> None:
         self.model_id, self.model_label, self.pack_dir = model_id, label, pack_dir
+        self.renderer_version = renderer
         self._set_busy()
         self.model_loaded.emit(label)
 

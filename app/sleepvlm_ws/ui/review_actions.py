@@ -17,7 +17,6 @@ from PySide6.QtWidgets import QMessageBox
 from ..core.base.probabilities import format_percent
 from ..core.review.review_queue import ReviewQueue, build_queue, status_text
 from ..core.review.suggested_stage import lead_all
-from ..core.signals.render import RENDERER_VERSION
 from ..core.study.suggestions import SuggestionStore
 from ..core.trust import second_opinion
 from ..core.trust.evidence import measure_recording
@@ -105,7 +104,7 @@ class ReviewActions(QObject):
         store = SuggestionStore(self.session.study)
         model_id = self.window.ai.controller.model_id
         if model_id is not None:
-            found = store.all_for(model_id, RENDERER_VERSION)
+            found = store.all_for(model_id, self.window.ai.controller.renderer_version)
         else:
             models = store.models()
             found = store.all_for(models[0][0], models[0][1]) if models else {}

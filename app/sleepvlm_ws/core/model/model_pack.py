@@ -7,7 +7,8 @@ A pack is a folder holding
 - the system prompt file the model was trained with (the workstation never hard-codes one),
 - a model card, and
 - ``manifest.json``, which names every file with its SHA-256 and size and says what the model
-  expects: the renderer (``svlm-render-1``), the request layout (``sleepvlm-3-epoch-v1``), the
+  expects: the renderer (``svlm-render-1``, the workstation's own pixels, or ``svlm-render-2``,
+  the authors' renderer; the scoring run renders each pack's epochs as it declares), the request layout (``sleepvlm-3-epoch-v1``), the
   answer schema (``sleepvlm-answer-v1``), the rule vocabulary and the context size.
 
 :func:`verify_pack` checks every file's size and hash *before anything is loaded*; a missing,
@@ -31,7 +32,8 @@ from .pack_hashes import HashCache, sha256_of
 MANIFEST_NAME = "manifest.json"
 PACK_FORMAT = "sleepvlm-pack"
 PACK_FORMAT_VERSION = 1
-RENDERER_VERSION = "svlm-render-1"
+RENDERER_VERSION = "svlm-render-1"        # what a new pack declares unless told otherwise
+RENDERERS = ("svlm-render-1", "svlm-render-2")   # = core.signals.render.RENDERERS (a test checks)
 REQUEST_LAYOUT = "sleepvlm-3-epoch-v1"
 ANSWER_SCHEMA = "sleepvlm-answer-v1"
 # The 15 rule IDs SleepVLM cites (spec: sleepvlm-compat.md).
@@ -246,7 +248,7 @@ def verify_pack(pack_dir: str | Path, *, cache: HashCache | None | bool = True,
     ``progress(done_bytes, total_bytes)`` is called while hashing.
     """
     manifest = load_manifest(pack_dir)
-    if manifest.renderer_version != RENDERER_VERSION or manifest.request_layout != REQUEST_LAYOUT \
+    if manifest.renderer_version not in RENDERERS or manifest.request_layout != REQUEST_LAYOUT \
             or manifest.answer_schema != ANSWER_SCHEMA:
         raise ModelPackError(Path(pack_dir) / MANIFEST_NAME,
                              "model pack expects a renderer/request/answer format this workstation "

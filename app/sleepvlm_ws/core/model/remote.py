@@ -47,7 +47,7 @@ from typing import Iterable
 from ...errors import InputError
 from .answer import parse_answer
 from .grammar import answer_gbnf, answer_schema
-from .model_pack import SLEEPVLM_RULE_IDS, verify_pack
+from .model_pack import RENDERER_VERSION, RENDERERS, SLEEPVLM_RULE_IDS, verify_pack
 from .request import EDGE_FLAG, EpochImages, build_messages
 from .runtime import FAST_MAX_TOKENS, RATIONALE_MAX_TOKENS, SEED, TEMPERATURE, TOP_P, RuntimeAnswer
 from .stage_confidence import distribution_from_logprobs, stage_rule_table
@@ -85,6 +85,8 @@ class RemoteRuntime:
     (``from_pack`` reads them from a pack). ``model_id``: the key its suggestions are stored
     under (default ``remote:<model name>``; give the pack's LM SHA-256 when the server is known
     to run that very file, so its suggestions and the local runtime's are one layer).
+    ``renderer_version``: the pixels the served model was trained on (the pack's; the client
+    renders the images it sends).
     """
 
     # ``suggest`` may be called from several threads at once (one HTTP request each): a server
@@ -95,8 +97,11 @@ class RemoteRuntime:
                  timeout: float = DEFAULT_TIMEOUT_S, *, system_prompt: str,
                  rule_ids: Iterable[str] = SLEEPVLM_RULE_IDS, grammar: bool = True,
                  response_format: str | None = None, model_id: str | None = None,
-                 logprobs: bool = True):
+                 logprobs: bool = True, renderer_version: str = RENDERER_VERSION):
         self.base_url = check_server_url(base_url)
+        if renderer_version not in RENDERERS:
+            raise ValueError(f"unknown renderer {renderer_version!r}; one of {', '.join(RENDERERS)}")
+        self.renderer_version = renderer_version
         if not isinstance(system_prompt, str) or not system_prompt.strip():
             raise ValueError("a system prompt is required (the model pack's prompt file)")
         if response_format not in RESPONSE_FORMATS:
@@ -330,6 +335,11 @@ class RemotePool:
         return first.label + (f" and {more} more server{'s' * (more > 1)}" if more else "")
 
     @property
+    def renderer_version(self) -> str:
+        """The pixels the served model was trained on (every server: one pack)."""
+        return self.runtimes[0].renderer_version
+
+    @property
     def model_id(self) -> str:
         ids = {r.model_id for r in self.runtimes}
         if len(ids) > 1:
@@ -354,9 +364,11 @@ class RemotePool:
 
 
 def _pack_prompt(pack_dir: str | Path) -> dict:
-    """``system_prompt`` and ``rule_ids`` of a verified model pack (its weights served elsewhere)."""
+    """``system_prompt``, ``rule_ids`` and ``renderer_version`` of a verified model pack (its
+    weights served elsewhere)."""
     manifest = verify_pack(pack_dir)
-    return {"system_prompt": manifest.system_prompt(), "rule_ids": manifest.rule_vocabulary}
+    return {"system_prompt": manifest.system_prompt(), "rule_ids": manifest.rule_vocabulary,
+            "renderer_version": manifest.renderer_version}
 
 
 def parse_server_urls(text: object) -> list[str]:

@@ -100,6 +100,7 @@ class LocalRuntime:
         self.manifest: PackManifest = verify_pack(pack_dir, cache=verify_cache)  # before any load
         self.pack_dir = Path(self.manifest.pack_dir or pack_dir)
         self.model_id = self.manifest.files["lm"].sha256
+        self.renderer_version = self.manifest.renderer_version   # the pixels it was trained on
         self.system_prompt = self.manifest.system_prompt()
         self.rule_ids = tuple(self.manifest.rule_vocabulary)
         self.keep_prompt_cache = bool(keep_prompt_cache)

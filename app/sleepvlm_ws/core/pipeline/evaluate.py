@@ -39,7 +39,6 @@ from ..review.suggested_stage import lead_all
 from ..signals import dreams
 from ..signals.dreams import HYPNOGRAM_PREFIX, hypnogram_for
 from ..signals.recording import Recording
-from ..signals.render import RENDERER_VERSION
 from ..study.formats import import_hypnogram
 from ..study.study import Study
 from ..study.suggestions import FAST, SuggestionStore
@@ -206,7 +205,7 @@ def evaluate_recording(recording_path: str | Path, reference_path: str | Path, r
         with Study.open(path) as study:
             store = SuggestionStore(study)
             fast = {e: s for e in range(n)
-                    if (s := store.get_pass(e, model_id, RENDERER_VERSION, FAST)) is not None}
+                    if (s := store.get_pass(e, model_id, summary.renderer_version, FAST)) is not None}
         predicted: list[Stage | None] = [fast[e].stage if e in fast else None for e in range(n)]
         try:
             model_agr = agreement(reference, predicted)

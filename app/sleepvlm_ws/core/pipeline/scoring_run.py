@@ -25,23 +25,25 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ...errors import InputError
-from ..model import request as _request
 from ..review.session import open_study
-from ..signals.montage import ROLES, Montage, read_role
-from ..signals.render import PAD_S, RENDERER_VERSION, EpochWindow, epoch_window_span, render_png
+from ..signals.montage import Montage
+from ..signals.render import RENDERER_VERSION, RENDERERS
 from ..study.study import Study
 from ..study.suggestions import FAST, RATIONALE, SuggestionStore, record_run_finished, record_run_started
+from .epoch_images import IMAGE_CACHE_SIZE, EpochImageCache, read_epoch_window
+
+__all__ = ["ScoringRun", "RunSummary", "study_montage", "EpochImageCache", "read_epoch_window",
+           "RATIONALE_MODES"]
 
 RATIONALE_MODES = ("none", "all")
 ACTOR = "sleepvlm-ws"
-IMAGE_CACHE_SIZE = 6          # the three images of a request plus a little slack
 ETA_WINDOW = 16               # epochs in the moving average behind the ETA
 # Before the first rationale answer, a rationale is guessed to cost this many fast answers
 # (about 5.7x measured on the GPU: 1.36 s vs 0.24 s per request).
@@ -86,47 +88,6 @@ def study_montage(recording, study_path: str | Path, scorer: str) -> Montage:
     does not exist; one that belongs to another recording is refused (InputError, one line)."""
     with open_study(recording, study_path, scorer=scorer) as study:
         return study.montage
-
-
-def read_epoch_window(recording, montage: Montage, epoch: int) -> EpochWindow:
-    """Raw samples of every role around ``epoch`` (the renderer's input)."""
-    span = epoch_window_span(epoch, recording.duration_s)
-    signals = {}
-    for role in ROLES:
-        derivation = montage.roles.get(role)
-        signals[role] = (None if derivation is None
-                         else read_role(recording, derivation, span.start_s, span.stop_s))
-    return EpochWindow(signals, pad_s=PAD_S, pad_before_s=span.pad_before_s,
-                       pad_after_s=span.pad_after_s)
-
-
-class EpochImageCache:
-    """Epoch -> (PNG bytes, has signal), rendered once, least recently used dropped."""
-
-    def __init__(self, recording, montage: Montage, size: int = IMAGE_CACHE_SIZE):
-        self.recording, self.montage, self.size = recording, montage, max(3, int(size))
-        self._items: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()
-        self.renders = 0
-
-    def get(self, epoch: int) -> tuple[bytes, bool]:
-        item = self._items.get(epoch)
-        if item is not None:
-            self._items.move_to_end(epoch)
-            return item
-        window = read_epoch_window(self.recording, self.montage, epoch)
-        item = (render_png(window), bool(_request.epoch_has_signal(window)))
-        self.renders += 1
-        self._items[epoch] = item
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return item
-
-    def request_images(self, epoch: int, n_epochs: int) -> "_request.EpochImages":
-        """The three images of the request for ``epoch`` (blank beyond the recording)."""
-        prev = self.get(epoch - 1)[0] if epoch > 0 else None
-        target = self.get(epoch)[0]
-        nxt = self.get(epoch + 1)[0] if epoch + 1 < n_epochs else None
-        return _request.request_images(prev, target, nxt)
 
 
 class _Eta:
@@ -196,6 +157,11 @@ class ScoringRun:
                              f"parallel must be 1")
         self.parallel = parallel
         self.on_stored = on_stored
+        # the pixels the pack was trained on (its manifest); answers are stored under them
+        self.renderer_version = str(getattr(runtime, "renderer_version", RENDERER_VERSION))
+        if self.renderer_version not in RENDERERS:
+            raise ValueError(f"the model pack expects renderer {self.renderer_version!r}; this "
+                             f"workstation renders {', '.join(RENDERERS)}")
         self.summary: RunSummary | None = None
         self._images: EpochImageCache | None = None
 
@@ -223,7 +189,7 @@ class ScoringRun:
         """
         started = time.monotonic()
         model_id = str(self.runtime.model_id)
-        summary = RunSummary(model_id, RENDERER_VERSION)
+        summary = RunSummary(model_id, self.renderer_version)
         self.summary = summary
         study, own = self._open_study(study)
         try:
@@ -231,12 +197,12 @@ class ScoringRun:
             n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
             wanted = [e for e in (self.epochs if self.epochs is not None else range(n_epochs))
                       if 0 <= e < n_epochs]
-            todo = {p: store.missing_epochs(model_id, RENDERER_VERSION, p, wanted)
+            todo = {p: store.missing_epochs(model_id, self.renderer_version, p, wanted)
                     for p in self.passes}
             for p in self.passes:
                 summary.already_stored[p] = len(wanted) - len(todo[p])
             summary.epochs_total = sum(len(v) for v in todo.values())
-            record_run_started(study, model_id=model_id, renderer_version=RENDERER_VERSION,
+            record_run_started(study, model_id=model_id, renderer_version=self.renderer_version,
                                passes=self.passes,
                                epochs_to_score={p: len(v) for p, v in todo.items()},
                                actor=self.actor,
@@ -251,7 +217,7 @@ class ScoringRun:
                 _log_end_quietly(study, summary, self.actor)
                 raise
             summary.seconds = time.monotonic() - started
-            record_run_finished(study, model_id=model_id, renderer_version=RENDERER_VERSION,
+            record_run_finished(study, model_id=model_id, renderer_version=self.renderer_version,
                                 outcome=summary.outcome, counts=summary.counts(),
                                 actor=self.actor)
         finally:
@@ -293,7 +259,7 @@ class ScoringRun:
                 raise InputError(self.study_path, f"epoch {int(epoch) + 1} is outside 1..{n_epochs}")
             store = SuggestionStore(study)
             model_id = str(self.runtime.model_id)
-            if store.get_pass(epoch, model_id, RENDERER_VERSION, RATIONALE) is not None:
+            if store.get_pass(epoch, model_id, self.renderer_version, RATIONALE) is not None:
                 return False
             images = self._image_cache()
             if not images.get(epoch)[1]:
@@ -302,7 +268,7 @@ class ScoringRun:
             request = images.request_images(epoch, n_epochs)
             answer = (self.runtime.suggest(request, rationale=True, max_tokens=budget) if budget
                       else self.runtime.suggest(request, rationale=True))
-            stored = _put(store, epoch, answer, model_id, RATIONALE)
+            stored = _put(store, epoch, answer, model_id, self.renderer_version, RATIONALE)
             if stored and self.on_stored is not None:
                 self.on_stored(epoch, RATIONALE)
             return stored
@@ -321,7 +287,8 @@ class ScoringRun:
 
     def _image_cache(self) -> EpochImageCache:
         if self._images is None:
-            self._images = EpochImageCache(self.recording, self.montage, self.image_cache_size)
+            self._images = EpochImageCache(self.recording, self.montage, self.image_cache_size,
+                                           self.renderer_version)
         return self._images
 
     def _score(self, store, n_epochs, todo, summary, progress, pause_event, cancel_event):
@@ -438,7 +405,7 @@ class _Pass:
         """Store one answer of the current pass in the study."""
         summary, pass_name = self.summary, self.current_pass
         summary.model_calls += 1
-        if _put(self.store, epoch, answer, summary.model_id, pass_name):
+        if _put(self.store, epoch, answer, summary.model_id, summary.renderer_version, pass_name):
             summary.stored[pass_name] += 1
             summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
             if self.run.on_stored is not None:
@@ -462,9 +429,10 @@ class _Pass:
             self.last_done = time.monotonic()
 
 
-def _put(store: SuggestionStore, epoch: int, answer, model_id: str, pass_name: str) -> bool:
-    """Store one runtime answer (``RuntimeAnswer``) under this workstation's renderer."""
-    return store.put(epoch, answer.answer, model_id=model_id, renderer_version=RENDERER_VERSION,
+def _put(store: SuggestionStore, epoch: int, answer, model_id: str, renderer_version: str,
+         pass_name: str) -> bool:
+    """Store one runtime answer (``RuntimeAnswer``) under the renderer it was asked with."""
+    return store.put(epoch, answer.answer, model_id=model_id, renderer_version=renderer_version,
                      pass_name=pass_name, prompt_tokens=answer.prompt_tokens,
                      completion_tokens=answer.completion_tokens, seconds=answer.seconds,
                      stage_probabilities=getattr(answer, "stage_probabilities", None))

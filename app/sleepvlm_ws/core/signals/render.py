@@ -43,12 +43,14 @@ from .raster import polyline_bands
 RENDERER_VERSION = "svlm-render-1"
 # The authors' own pixels (their whole-night resampling grid, ``EpochWindow`` with
 # ``epoch_start_s`` and ``recording_s``; SSIM >= 0.99 against their renderer on every epoch,
-# docs/measurements/renderer-fidelity.txt). The v2 training recipe renders with it; the
-# workstation switches to it (RENDERER_VERSION here and in model_pack, and the window in
-# scoring_run.read_epoch_window) together with a default pack trained on it, since a pack only
-# answers as trained on the pixels it was trained on (SSIM 0.95-0.98 between the two late in a
-# night at 50/200/256/512 Hz, identical at 100 Hz).
+# docs/measurements/renderer-fidelity.txt). The v2 training recipe renders with it, and so does
+# the scoring run for any pack that declares it (SleepVLM's own weights, converted), since a
+# pack only answers as trained on the pixels it was trained on (SSIM 0.95-0.98 between the two
+# late in a night at 50/200/256/512 Hz, identical at 100 Hz).
 AUTHORS_RENDERER_VERSION = "svlm-render-2"
+# What a model pack may declare (its manifest's renderer_version): the scoring run renders each
+# pack's epochs as that pack was trained (core.pipeline.scoring_run.read_epoch_window).
+RENDERERS = (RENDERER_VERSION, AUTHORS_RENDERER_VERSION)
 
 IMAGE_WIDTH = 448
 IMAGE_HEIGHT = 224
@@ -68,7 +70,8 @@ MINOR_GRID = (0.5, 0.6)      # (width pt, alpha): every second
 MAJOR_GRID = (0.8, 0.8)      # every 5 s, and the band separators
 
 __all__ = [
-    "RENDERER_VERSION", "PAD_S", "IMAGE_WIDTH", "IMAGE_HEIGHT", "ROLE_COLOURS", "ROLE_RANGE_UV",
+    "RENDERER_VERSION", "AUTHORS_RENDERER_VERSION", "RENDERERS", "PAD_S", "IMAGE_WIDTH",
+    "IMAGE_HEIGHT", "ROLE_COLOURS", "ROLE_RANGE_UV",
     "EpochWindow", "WindowSpan", "epoch_window_span", "role_kind",
     "condition", "condition_epoch", "draw_epoch", "render_epoch", "render_png",
 ]
