@@ -143,7 +143,8 @@ def score(recording: Path, reference: Path, runtime, study: Path) -> tuple[list,
         for e in result.epochs:
             if e["reference"] is None:
                 continue
-            sug = store.get_pass(e["index"], runtime.model_id, RENDERER_VERSION, FAST)
+            sug = store.get_pass(e["index"], runtime.model_id,
+                                 getattr(runtime, "renderer_version", RENDERER_VERSION), FAST)
             if sug is None:
                 continue
             rows.append((Stage(e["reference"]), sug.stage, sug.stage_probability,

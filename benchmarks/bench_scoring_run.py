@@ -99,7 +99,8 @@ def main() -> None:
             proc, base = _server(manifest, args.threads)
             try:
                 remote = RemoteRuntime(base, system_prompt=manifest.system_prompt(),
-                                       rule_ids=manifest.rule_vocabulary)
+                                       rule_ids=manifest.rule_vocabulary,
+                                       renderer_version=manifest.renderer_version)
                 _time_run(rec, montage, remote, folder, "remote")
             finally:
                 proc.terminate()

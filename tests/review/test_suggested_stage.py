@@ -120,18 +120,22 @@ def test_exports_and_report_say_where_each_accepted_stage_came_from(study, tmp_p
     accept(study, 2, offered[2], "amy")                 # the stager's N2
     accept(study, 6, offered[6], "amy")                 # the model's R
     study.score(7, Stage.R, scorer="amy")               # by hand
+    override(study, 5, Stage.N1, offered[5], "amy", "arousal")   # the scorer's stage, not YASA's
+    accept(study, 3, offered[3], "amy")
+    study.undo(scorer="amy")                            # no longer stands
     out = export_study(study, "csv", tmp_path / "h.csv", scorer="amy")
     rows = list(csv.DictReader(out.read_text().splitlines()))
-    assert [r["suggested_by"] for r in rows] == ["", "", METHOD, "", "", "", f"model:{MODEL_ID}", ""]
+    assert [r["suggested_by"] for r in rows] == ["", "", METHOD, "", "", METHOD, f"model:{MODEL_ID}", ""]
+    assert [r["source"] for r in rows][5] == AI_OVERRIDDEN
     assert [r["source"] for r in rows][2] == AI_ACCEPTED
     doc = json.loads(export_study(study, "json", tmp_path / "h.json", scorer="amy").read_text())
     by_epoch = {d["epoch"]: d["suggested_by"] for d in doc["decisions"]}
-    assert by_epoch == {2: METHOD, 6: f"model:{MODEL_ID}", 7: None}
+    assert by_epoch == {2: METHOD, 3: None, 5: METHOD, 6: f"model:{MODEL_ID}", 7: None}
     tsv = export_study(study, "tsv", tmp_path / "h_events.tsv", scorer="amy").read_text()
     assert [line.split("\t")[-1] for line in tsv.splitlines()] == [
         "suggested_by", "n/a", "n/a", METHOD, "n/a", "n/a", "n/a", f"model:{MODEL_ID}", "n/a"]
     xml = export_study(study, "xml", tmp_path / "h.xml", scorer="amy").read_text()
-    assert (f"<!-- stages from suggestions: 1 suggested by model:{MODEL_ID[:12]}, 1 by {METHOD} -->"
+    assert (f"<!-- stages accepted from suggestions: 1 suggested by model:{MODEL_ID[:12]}, 1 by {METHOD} -->"
             in xml)
     edf = export_study(study, "edf", tmp_path / "h.edf", scorer="amy")
     with pyedflib.EdfReader(str(edf)) as reader:
@@ -140,7 +144,7 @@ def test_exports_and_report_say_where_each_accepted_stage_came_from(study, tmp_p
         assert import_hypnogram(path, n_epochs=N).stages[2] is Stage.N2
     header = dict(gather(study, author="amy").header)
     assert header["Suggested stages"] == (
-        "accepted or overridden: 1 from YASA's stager (trained on real nights; it led where it "
+        "standing as accepted: 1 from YASA's stager (trained on real nights; it led where it "
         "could stage the epoch), 1 from the model pack")
 
 

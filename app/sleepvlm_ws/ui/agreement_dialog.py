@@ -93,7 +93,9 @@ def open_agreement(window) -> AgreementDialog | None:
     if session is None:
         return None
     try:
-        found = ai_suggested_stages(session.study, getattr(window.ai.controller, "model_id", None))
+        controller = window.ai.controller
+        found = ai_suggested_stages(session.study, getattr(controller, "model_id", None),
+                                    getattr(controller, "renderer_version", None))
         if found is None:
             found = ai_suggested_stages(session.study)
         if found is None:

@@ -97,9 +97,10 @@ class _ClaimTips(QObject):
 def ask_note_dialog(parent: QWidget, stage: Stage, suggestion: Suggestion) -> str | None:
     """The default note provider: a (modal) text input; None when cancelled."""
     ai = suggestion.stage.label if suggestion.stage is not None else "no stage"
+    whose = "YASA's" if suggestion.led else "the model's"
     text, ok = QInputDialog.getText(
         parent, "Override the AI suggestion",
-        f"Why {stage.label} and not the model's {ai}? (required)", QLineEdit.EchoMode.Normal, "")
+        f"Why {stage.label} and not {whose} {ai}? (required)", QLineEdit.EchoMode.Normal, "")
     return text if ok else None
 
 

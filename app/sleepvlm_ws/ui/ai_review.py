@@ -81,6 +81,7 @@ class AIReview(QObject):
         self.settings_dialog: SettingsDialog | None = None
         self._explaining: set[int] = set()
         self._opinions: dict | None = None     # the stager's answers in the study (cached)
+        self.stager_unavailable = False        # the second opinion could not run on this study
         self.last_summary = None
 
         self.progress_bar = QProgressBar()
@@ -128,9 +129,11 @@ class AIReview(QObject):
     def opinions(self) -> dict:
         """The study's stored second opinion (epoch -> answer; {} when none), read once per
         study and again after a second-opinion run."""
+        session = self.session
+        if session is None:
+            return {}
         if self._opinions is None:
-            session = self.session
-            self._opinions = {} if session is None else second_opinion.load(session.study)
+            self._opinions = second_opinion.load(session.study)
         return self._opinions
 
     def second_opinion_changed(self) -> None:
@@ -232,7 +235,7 @@ class AIReview(QObject):
                 self.window.review.rebuild()
             if self.controller.has_model:
                 self._say("Saved: threads, GPU layers, context size and the lab server "
-                          "apply when the model is next loaded")
+                          "apply when the model is next loaded; the stage source applies now")
 
         dialog.accepted.connect(apply)
         self.settings_dialog = dialog
@@ -249,7 +252,7 @@ class AIReview(QObject):
             self._say("The model is busy")
             return False
         if (self.settings.suggested_stage_from == STAGER and not self.opinions()
-                and not self.window.review.running):
+                and not self.stager_unavailable and not self.window.review.running):
             self.window.review.run_second_opinion(quiet=True)
         self.progress_bar.setRange(0, max(1, session.n_epochs))
         self.progress_bar.setValue(0)
@@ -467,6 +470,7 @@ class AIReview(QObject):
         self.controller.set_study(session.study.path)
         self._explaining.clear()
         self._opinions = None
+        self.stager_unavailable = False
         self.refresh()
         self.update_actions()
 

@@ -64,7 +64,7 @@ class ReviewActions(QObject):
         self._worker: _SecondOpinionWorker | None = None
         self._run_session = None
         self._bulk = False
-        self._quiet = False
+        self._quiet = False          # this run was started by Score night, not the menu
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REBUILD_DELAY_MS)
@@ -251,6 +251,7 @@ class ReviewActions(QObject):
         same = self._end_run()
         if same:
             if self._quiet:
+                self.window.ai.stager_unavailable = True    # not asked again for this study
                 self._say(f"Suggested stages come from the model: {message}")
             else:
                 self._say(message)
@@ -270,7 +271,7 @@ class ReviewActions(QObject):
             self._say("Nothing to accept: every suggestion is flagged or already scored")
             return None
         checks = ["model answer flags", "N1", "stage changes"]
-        if any(getattr(s, "stage_probability", None) is not None
+        if any(getattr(s, "model_probability", None) is not None
                for s in self.queue.suggestions.values()):
             checks.insert(0, "model confidence")
         criteria = self.queue.criteria
@@ -279,7 +280,8 @@ class ReviewActions(QObject):
         if criteria.get("evidence_checked"):
             checks.insert(0, "signal evidence")
         box = QMessageBox(QMessageBox.Icon.Question, "Accept all unflagged",
-                          f"Accept the model's stage for {count} unflagged, unscored epochs?\n\n"
+                          f"Accept the suggested stage (YASA's where it led, else the model's) "
+                          f"for {count} unflagged, unscored epochs?\n\n"
                           f"Checked: {', '.join(checks)}. Each epoch is recorded as accepted by "
                           f"{session.scorer} (audited, undoable one by one).",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
@@ -305,7 +307,7 @@ class ReviewActions(QObject):
             return 0
         finally:
             self._bulk = False
-        self._quiet = False
+        self._quiet = False          # this run was started by Score night, not the menu
         self.refresh_flags()
         self._say(f"Accepted {len(decisions)} unflagged epochs")
         return len(decisions)

@@ -320,6 +320,9 @@ class RemotePool:
         self.runtimes = list(runtimes)
         if not self.runtimes:
             raise ValueError("a pool needs at least one server")
+        if len({r.renderer_version for r in self.runtimes}) > 1:
+            raise ValueError("the servers' models expect different renderers: give servers of "
+                             "one model pack")
         self._busy = [0] * len(self.runtimes)
         self._lock = threading.Lock()
 

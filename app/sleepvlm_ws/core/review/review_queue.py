@@ -201,12 +201,12 @@ def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
             continue
         s = suggestions[epoch]
         stage = s.stage
+        read, p = _model_view(s)
         reasons: list[Reason] = []
-        if stage is None:
+        if read is None:          # the model's answer named no stage (led or not)
             reasons.append(Reason(NO_STAGE, f"the answer named no stage ({s.stage_text!r})"
                                   if s.stage_text else "the answer named no stage"))
         other = second_opinions.get(epoch)
-        read, p = _model_view(s)
         if other is not None and read is not None and other.stage is not read:
             reasons.append(Reason(DISAGREES, f"second opinion: {other.stage.value} "
                                              f"({other.confidence:.0%}), model: {read.value}"))
@@ -258,7 +258,8 @@ def _method(second_opinions: Mapping[int, object]) -> str | None:
 
 
 def accept_unflagged(study, queue: ReviewQueue, scorer: str) -> list:
-    """Accept the model's stage for every unflagged, unscored epoch with a suggestion: all the
+    """Accept the stage offered (the queue's suggestions: the model's, or the stager's where it
+    led) for every unflagged, unscored epoch with a suggestion: all the
     decisions (each audited with its suggestion) and one ``bulk_accept`` event in one
     transaction. Returns the decisions ([] and nothing written when there are none)."""
     if queue.n_epochs != study.n_epochs:

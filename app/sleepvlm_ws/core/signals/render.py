@@ -21,7 +21,8 @@ the result against a matplotlib rendering of the same samples (SSIM about 0.99);
 
 The caller reads each role's derivation over ``epoch_window_span(...)`` and builds an
 ``EpochWindow``; ``render_png`` gives the bytes for the model request. Any change that alters
-pixels must bump ``RENDERER_VERSION``: cached images and AI answers are keyed on it.
+pixels must bump the renderer's version (``RENDERER_VERSION``, or ``AUTHORS_RENDERER_VERSION``
+for the authors' placement): AI answers are keyed on the version of the pack that gave them.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ RENDERER_VERSION = "svlm-render-1"
 # late in a night at 50/200/256/512 Hz, identical at 100 Hz).
 AUTHORS_RENDERER_VERSION = "svlm-render-2"
 # What a model pack may declare (its manifest's renderer_version): the scoring run renders each
-# pack's epochs as that pack was trained (core.pipeline.scoring_run.read_epoch_window).
+# pack's epochs as that pack was trained (core.pipeline.epoch_images.read_epoch_window).
 RENDERERS = (RENDERER_VERSION, AUTHORS_RENDERER_VERSION)
 
 IMAGE_WIDTH = 448

@@ -192,8 +192,8 @@ def _page_agreement(c: ReportContent):
             f"Epochs compared: {a.n_epochs} (both gave a sleep stage); left out: {a.n_excluded}",
             f"Cohen's kappa: {format_kappa(a.kappa)}    Accuracy: {a.accuracy * 100:.1f}%    "
             f"Macro-F1: {a.macro_f1:.3f}",
-            f"Of the compared epochs, {c.accepted_compared} stand as accepted AI suggestions "
-            "(they agree by construction).",
+            f"Of the compared epochs, {c.accepted_compared} stand as accepted suggestions of the "
+            "model's own stage (they agree by construction).",
         ]
     y = 0.925
     for line in lines:

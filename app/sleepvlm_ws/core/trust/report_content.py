@@ -257,22 +257,24 @@ def _header(study: Study, *, author: str, deidentify: bool, model: ModelInfo | N
             rows.append(("Provenance", model.provenance))
         if model.real_data:
             rows.append(("Real recordings", model.real_data))
-    origins = Counter("model" if source.startswith("model:") else "stager"
-                      for source in suggested_by(study.audit_events()).values())
+    offered_by = suggested_by(study.audit_events())
+    origins = Counter("model" if offered_by[d.id].startswith("model:") else "stager"
+                      for d in _standing_decisions(study.decisions()).values()
+                      if d.source == AI_ACCEPTED and d.id in offered_by)
     if origins:
         rows.append(("Suggested stages", _origins_text(origins)))
     return rows
 
 
 def _origins_text(origins: Counter) -> str:
-    """Where the suggestions the scorers accepted or overrode took their stage from."""
+    """Where the accepted suggestions that still stand took their stage from."""
     parts = []
     if origins.get("stager"):
         parts.append(f"{origins['stager']} from YASA's stager (trained on real nights; it led "
                      f"where it could stage the epoch)")
     if origins.get("model"):
         parts.append(f"{origins['model']} from the model pack")
-    return "accepted or overridden: " + ", ".join(parts)
+    return "standing as accepted: " + ", ".join(parts)
 
 
 def _clock(iso: object) -> str | None:
@@ -318,19 +320,25 @@ def gather(study: Study, *, author: str, deidentify: bool = False,
 
 
 def _accepted_compared(study: Study, stages: list, ai_stages: list) -> int:
-    """Compared epochs whose final stage stands from an accepted AI suggestion (they agree by
-    construction, so the reader should know how many there are)."""
+    """Compared epochs whose final stage stands from an accepted AI suggestion of the model's own
+    stage (they agree by construction, so the reader should know how many there are; an
+    accepted stage that YASA led and the model read otherwise is a real disagreement)."""
     standing = _standing_sources(study.decisions())
     return sum(1 for e, (s, a) in enumerate(zip(stages, ai_stages))
-               if s in SLEEP_STAGES and a in SLEEP_STAGES and standing.get(e) == AI_ACCEPTED)
+               if s in SLEEP_STAGES and s is a and standing.get(e) == AI_ACCEPTED)
 
 
 def _standing_sources(decisions: list) -> dict[int, str]:
     """epoch -> source of the decision its current stage comes from: the epoch's latest
     decision that was not undone (an undo restores the stage before the decision it undid)."""
+    return {epoch: d.source for epoch, d in _standing_decisions(decisions).items()}
+
+
+def _standing_decisions(decisions: list) -> dict:
+    """epoch -> the decision its current stage comes from (see ``_standing_sources``)."""
     undone = {d.undoes for d in decisions if d.source == UNDO}
-    latest: dict[int, str] = {}
+    latest: dict = {}
     for d in decisions:
         if d.source != UNDO and d.id not in undone:
-            latest[d.epoch] = d.source
+            latest[d.epoch] = d
     return latest

@@ -183,24 +183,24 @@ def last_decision_per_epoch(decisions: Iterable[Any]) -> dict[int, dict]:
 
 
 def suggestion_origins(decisions: Iterable[Any]) -> dict[str, int]:
-    """How many epochs' current stage came from an accepted or overridden suggestion, by where
-    that suggestion's stage came from (a decision's ``suggested_by``: the real-trained stager's
-    method, or ``model:`` and the model id); {} when none did."""
+    """How many epochs' current stage is an accepted suggestion's, by where that suggestion's
+    stage came from (a decision's ``suggested_by``: the real-trained stager's method, or
+    ``model:`` and the model id); {} when none is. An overridden stage is the scorer's own."""
     counts: dict[str, int] = {}
     for record in last_decision_per_epoch(decisions).values():
         origin = record.get("suggested_by")
-        if origin:
+        if origin and record.get("source") == "ai_accepted":
             counts[str(origin)] = counts.get(str(origin), 0) + 1
     return counts
 
 
 def origins_text(origins: Mapping[str, int]) -> str:
-    """``stages from suggestions: 12 suggested by yasa-0.8.1/clf_eeg, 3 by model:1a2b3c4d5e6f``."""
+    """``stages accepted from suggestions: 12 suggested by yasa-0.8.1/clf_eeg, 3 by model:1a2b...``."""
     parts = []
     for origin, n in sorted(origins.items(), key=lambda item: (-item[1], item[0])):
         name = origin if not origin.startswith("model:") else origin[:18]
         parts.append(f"{n} {'suggested by' if not parts else 'by'} {name}")
-    return "stages from suggestions: " + ", ".join(parts)
+    return "stages accepted from suggestions: " + ", ".join(parts)
 
 
 def plain_json(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """BIDS-style events table (``*_events.tsv``): onset, duration, stage; one row per epoch, and
-``suggested_by`` (BIDS allows extra columns; ``n/a`` where the stage came from no suggestion)
-when the study's decisions are given: where an accepted or overridden suggested stage came
-from (the real-trained stager's method, or ``model:`` and the model id).
+``suggested_by`` (BIDS allows extra columns) when the study's decisions are given: for a stage
+that is an accepted suggestion, where that suggestion's stage came from (the real-trained
+stager's method, or ``model:`` and the model id); ``n/a`` for a stage the scorer chose.
 
 Import also takes one row per scored period (a duration of several epochs) and the BIDS
 ``n/a`` for a missing duration (one epoch) or stage (unscored).
@@ -28,7 +28,9 @@ def write(hyp: Hypnogram, path: Path, *, decisions=None, audit=None, meta=None) 
     for i, stage in enumerate(hyp.stages):
         row = f"{seconds_text(hyp.onset(i))}\t{duration}\t{stage.value}"
         if last is not None:
-            row += "\t" + str(last.get(i, {}).get("suggested_by") or "n/a")
+            decision = last.get(i, {})
+            accepted = decision.get("source") == "ai_accepted"
+            row += "\t" + str((decision.get("suggested_by") if accepted else None) or "n/a")
         lines.append(row)
     write_bytes_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"))
 

@@ -1,7 +1,7 @@
 """EDF+ hypnogram: an annotation-only EDF+ file like Sleep-EDF's ``*-Hypnogram.edf``, with one
 "Sleep stage W/1/2/3/R/?" or "Movement time" annotation per scored period. When the study's
-decisions are given, the header's recording field says how many stages came from suggestions led
-by YASA and how many from the model (``suggested:YASA_12,model_3``).
+decisions are given, the header's recording field says how many stages are accepted suggestions
+led by YASA and how many the model's (``suggested:YASA_12,model_3``).
 
 Import reads any EDF+/BDF+ file's stage annotations: Sleep-EDF hypnograms (periods of many
 epochs, R&K stage 4 as N3), MASS-style per-epoch annotation files, and PSG files carrying

@@ -1,8 +1,8 @@
 """NSRR / Compumedics Profusion XML: ``<PSGAnnotation>`` with stage ``<ScoredEvents>`` (one per
 scored period) and a Compumedics ``<SleepStages>`` list (one code per epoch). We write both, as
 NSRR files carry both; on import ``SleepStages`` wins when present. When the study's decisions
-are given, a comment after ``EpochLength`` says how many stages came from accepted or overridden
-suggestions and where those suggestions' stages came from (``_common.origins_text``).
+are given, a comment after ``EpochLength`` says how many stages are accepted suggestions and
+where those suggestions' stages came from (``_common.origins_text``).
 
 Files declaring a DTD or entities are refused (billion-laughs and external-entity attacks).
 """
