@@ -163,3 +163,14 @@ def write_fake_pack(pack_dir: str | Path, *, name: str = "fake", version: str = 
         created_by="tests/packs.py")
     write_manifest(manifest, out)
     return out
+
+
+def pack_with_renderer(pack: str | Path, dest_parent: str | Path, renderer: str) -> Path:
+    """A copy of ``pack`` whose manifest declares ``renderer`` (e.g. the authors' svlm-render-2,
+    as SleepVLM's own weights would): the weights are unchanged, only the pixels it asks for."""
+    copy = copy_pack(pack, dest_parent, f"{Path(pack).name}-{renderer}")
+    manifest = copy / "manifest.json"
+    raw = json.loads(manifest.read_text(encoding="utf-8"))
+    raw["renderer_version"] = renderer
+    manifest.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    return copy

@@ -145,7 +145,7 @@ def test_a_pack_trained_on_the_authors_pixels_gets_them_and_its_answers_are_kept
     """A pack declaring svlm-render-2 (SleepVLM's own weights would) is rendered with the
     authors' renderer, its window placed in the night as their whole-night resampling placed
     it, and its answers are stored under that renderer."""
-    from packs import copy_pack
+    from packs import pack_with_renderer
 
     from sleepvlm_ws.core.model.runtime import LocalRuntime
     from sleepvlm_ws.core.pipeline.scoring_run import EpochImageCache, read_epoch_window
@@ -153,10 +153,7 @@ def test_a_pack_trained_on_the_authors_pixels_gets_them_and_its_answers_are_kept
     from sleepvlm_ws.core.signals.render import (AUTHORS_RENDERER_VERSION, EpochWindow, render_epoch,
                                                  render_png)
 
-    pack = copy_pack(tiny_pack, tmp_path, "authors-pixels")
-    manifest = pack / "manifest.json"
-    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
-        f'"{RENDERER_VERSION}"', f'"{AUTHORS_RENDERER_VERSION}"'), encoding="utf-8")
+    pack = pack_with_renderer(tiny_pack, tmp_path, AUTHORS_RENDERER_VERSION)
     path = write_night_edf(generate_night(seed=11, fs=256.0, stages=[Stage.N2] * 20),
                            tmp_path / "n256.edf")
     rec = Recording.open(path)

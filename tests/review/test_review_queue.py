@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from review_study import dist, opinion, scored_study
 
 from sleepvlm_ws.cli import main as cli_main
 from sleepvlm_ws.core.base.answer import Answer
-from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
-from sleepvlm_ws.core.model.answer import format_answer, parse_answer
+from sleepvlm_ws.core.base.stages import Stage
+from sleepvlm_ws.core.model.answer import format_answer
 from sleepvlm_ws.core.review.review_queue import (ANSWER_FLAGGED, BULK_ACCEPT, BULK_NOTE, CONTRADICTED,
                                                   DISAGREES, LOW_CONF, MODEL_LOW_CONFIDENCE, N1, NO_STAGE,
                                                   TRANSITION, accept_unflagged, build_queue, status_text)
-from sleepvlm_ws.core.signals.montage import Derivation, Montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study import audit, audit_verify
-from sleepvlm_ws.core.study.study import AI_ACCEPTED, Study
-from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore
+from sleepvlm_ws.core.study.study import AI_ACCEPTED
+from sleepvlm_ws.core.study.suggestions import SuggestionStore
 from sleepvlm_ws.core.trust import second_opinion
 from sleepvlm_ws.core.trust.evidence import EpochEvidence
-from sleepvlm_ws.core.trust.second_opinion import SecondOpinion, SecondOpinionResult
 
 MODEL = "m" * 64
 METHOD = "yasa-test/clf_eeg"
@@ -60,24 +59,10 @@ def _evidence() -> list[EpochEvidence]:
     return out
 
 
-def _opinion(epoch, stage, p) -> SecondOpinion:
-    rest = (1.0 - p) / 4
-    return SecondOpinion(epoch, METHOD, stage, {s: (p if s is stage else rest) for s in SLEEP_STAGES})
-
-
 @pytest.fixture
 def study(tmp_path):
-    montage = Montage()
-    montage.roles["C4-M1"] = Derivation("C4", "M1")
-    s = Study.create(tmp_path / "q.sleepvlm", recording_path="night.edf", n_epochs=N,
-                     montage=montage, scorer="amy")
-    store = SuggestionStore(s)
-    for epoch, answer in ANSWERS.items():
-        parsed = parse_answer(answer) if isinstance(answer, str) else answer
-        store.put(epoch, parsed, model_id=MODEL, renderer_version=RENDERER_VERSION, pass_name=FAST)
-    result = SecondOpinionResult(METHOD, N, {"eeg": "C4 - M1"},
-                                 [_opinion(e, st, p) for e, (st, p) in OPINIONS.items()])
-    second_opinion.store(s, result, "amy")
+    s = scored_study(tmp_path / "q.sleepvlm", N, ANSWERS, model_id=MODEL, method=METHOD,
+                     opinions=[opinion(e, METHOD, st, p) for e, (st, p) in OPINIONS.items()])
     yield s
     s.close()
 
@@ -179,11 +164,6 @@ def test_bulk_accept_is_all_or_nothing(study):
 
 
 # ------------------------------------------------------------- the model's own confidence
-def _dist(stage: str, p: float) -> dict:
-    rest = (1.0 - p) / 4
-    return {s.value: (p if s.value == stage else rest) for s in SLEEP_STAGES}
-
-
 # epoch -> (stage, the model's probability for it; None: not stored); every answer cites
 # nothing and the stages form runs, so only the probability and stage changes flag
 CONFIDENT = {0: ("W", 0.99), 1: ("W", 0.45), 2: ("W", 0.97), 3: ("N2", 0.30), 4: ("N2", 0.95),
@@ -192,15 +172,10 @@ CONFIDENT = {0: ("W", 0.99), 1: ("W", 0.45), 2: ("W", 0.97), 3: ("N2", 0.30), 4:
 
 @pytest.fixture
 def confident_study(tmp_path):
-    s = Study.create(tmp_path / "c.sleepvlm", recording_path="night.edf", n_epochs=N,
-                     montage=Montage(), scorer="amy")
-    store = SuggestionStore(s)
-    for epoch, (stage, p) in CONFIDENT.items():
-        store.put(epoch, parse_answer(format_answer(stage, [])), model_id=MODEL,
-                  renderer_version=RENDERER_VERSION, pass_name=FAST,
-                  stage_probabilities=None if p is None else _dist(stage, p))
-    store.put(10, parse_answer("no idea"), model_id=MODEL, renderer_version=RENDERER_VERSION,
-              pass_name=FAST)
+    answers = {e: format_answer(stage, []) for e, (stage, _) in CONFIDENT.items()} | {10: "no idea"}
+    s = scored_study(tmp_path / "c.sleepvlm", N, answers, model_id=MODEL, central_eeg=False,
+                     probabilities={e: dist(stage, p) for e, (stage, p) in CONFIDENT.items()
+                                    if p is not None})
     yield s
     s.close()
 
@@ -217,8 +192,8 @@ def test_a_low_model_probability_flags_the_epoch_with_its_figure(confident_study
     lax = build_queue(N, q.suggestions, model_low_confidence=0.5)
     assert 5 not in lax.flagged and 1 in lax.flagged
     # both unsure: one reason naming both
-    opinion = {7: _opinion(7, Stage.N2, 0.4)}
-    both = build_queue(N, q.suggestions, second_opinions=opinion)
+    unsure = {7: opinion(7, METHOD, Stage.N2, 0.4)}
+    both = build_queue(N, q.suggestions, second_opinions=unsure)
     assert [r.code for r in both.item(7).reasons] == [LOW_CONF]
     assert both.item(7).describe() == "model unsure (49% N2); second opinion unsure (40%)"
 

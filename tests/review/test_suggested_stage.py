@@ -10,22 +10,21 @@ import json
 
 import pyedflib
 import pytest
+from review_study import dist, opinion, scored_study
 
 from sleepvlm_ws.core.base.stage_source import MODEL, STAGER, check_source
-from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
-from sleepvlm_ws.core.model.answer import format_answer, parse_answer
+from sleepvlm_ws.core.base.stages import Stage
+from sleepvlm_ws.core.model.answer import format_answer
 from sleepvlm_ws.core.model.settings import ModelSettings
 from sleepvlm_ws.core.review.review_queue import DISAGREES, LOW_CONF, accept_unflagged, build_queue
 from sleepvlm_ws.core.review.suggested_stage import lead, lead_all, source_text
-from sleepvlm_ws.core.signals.montage import Derivation, Montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.export import export_study
 from sleepvlm_ws.core.study.formats import import_hypnogram
-from sleepvlm_ws.core.study.study import AI_ACCEPTED, AI_OVERRIDDEN, Study
-from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore, accept, override
+from sleepvlm_ws.core.study.study import AI_ACCEPTED, AI_OVERRIDDEN
+from sleepvlm_ws.core.study.suggestions import SuggestionStore, accept, override
 from sleepvlm_ws.core.trust import second_opinion
 from sleepvlm_ws.core.trust.report_content import gather
-from sleepvlm_ws.core.trust.second_opinion import SecondOpinion, SecondOpinionResult
 
 MODEL_ID = "m" * 64
 METHOD = "yasa-0.8.1/clf_eeg+eog"
@@ -37,24 +36,14 @@ MODEL_SAID = {0: ("W", 0.97), 1: ("W", 0.97), 2: ("N1", 0.60), 3: ("N2", 0.95), 
 STAGER_SAID = {0: Stage.W, 1: Stage.W, 2: Stage.N2, 3: Stage.N2, 4: Stage.N2, 5: Stage.N3}
 
 
-def _dist(stage: str, p: float) -> dict:
-    return {s.value: (p if s.value == stage else (1 - p) / 4) for s in SLEEP_STAGES}
-
-
 @pytest.fixture
 def study(tmp_path):
-    montage = Montage()
-    montage.roles["C4-M1"] = Derivation("C4", "M1")
-    s = Study.create(tmp_path / "led.sleepvlm", recording_path="night.edf", n_epochs=N,
-                     montage=montage, scorer="amy")
-    store = SuggestionStore(s)
-    for epoch, (stage, p) in MODEL_SAID.items():
-        store.put(epoch, parse_answer(format_answer(stage, [f"{stage}.1"])), model_id=MODEL_ID,
-                  renderer_version=RENDERER_VERSION, pass_name=FAST,
-                  stage_probabilities=_dist(stage, p))
-    opinions = [SecondOpinion(e, METHOD, st, {x: (0.8 if x is st else 0.05) for x in SLEEP_STAGES})
-                for e, st in STAGER_SAID.items()]
-    second_opinion.store(s, SecondOpinionResult(METHOD, N, {"eeg": "C4 - M1"}, opinions), "amy")
+    s = scored_study(tmp_path / "led.sleepvlm", N,
+                     {e: format_answer(stage, [f"{stage}.1"]) for e, (stage, _) in MODEL_SAID.items()},
+                     model_id=MODEL_ID,
+                     probabilities={e: dist(stage, p) for e, (stage, p) in MODEL_SAID.items()},
+                     opinions=[opinion(e, METHOD, st, 0.8) for e, st in STAGER_SAID.items()],
+                     method=METHOD)
     yield s
     s.close()
 

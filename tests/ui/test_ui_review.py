@@ -206,14 +206,11 @@ def test_yasa_leads_the_offered_stage_and_the_panel_says_so(qtbot, night, tiny_p
 def test_a_pack_on_the_authors_pixels_shows_its_own_suggestions(qtbot, night, tiny_pack, tmp_path):
     """The window keys suggestions by the loaded pack's renderer: answers stored under
     svlm-render-2 show for a pack declaring it, and the workstation's own are not mixed in."""
-    from packs import copy_pack
+    from packs import pack_with_renderer
 
     from sleepvlm_ws.core.signals.render import AUTHORS_RENDERER_VERSION
 
-    pack = copy_pack(tiny_pack, tmp_path, "authors-pixels")
-    manifest = pack / "manifest.json"
-    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
-        f'"{RENDERER_VERSION}"', f'"{AUTHORS_RENDERER_VERSION}"'), encoding="utf-8")
+    pack = pack_with_renderer(tiny_pack, tmp_path, AUTHORS_RENDERER_VERSION)
     window = open_window(qtbot, night)
     with qtbot.waitSignal(window.ai.controller.model_loaded, timeout=120000):
         assert window.load_model(pack)

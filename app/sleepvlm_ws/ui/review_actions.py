@@ -16,7 +16,6 @@ from PySide6.QtWidgets import QMessageBox
 
 from ..core.base.probabilities import format_percent
 from ..core.review.review_queue import ReviewQueue, build_queue, status_text
-from ..core.review.suggested_stage import lead_all
 from ..core.study.suggestions import SuggestionStore
 from ..core.trust import second_opinion
 from ..core.trust.evidence import measure_recording
@@ -98,7 +97,7 @@ class ReviewActions(QObject):
             actions["second_opinion"].setEnabled(has and not self.running)
 
     # -- the queue -----------------------------------------------------------------------
-    def _suggestions(self, opinions: dict) -> dict:
+    def _suggestions(self) -> dict:
         """The suggestions under review (the loaded model's, else the study's latest model's),
         as offered: led by the stager where the setting says so."""
         store = SuggestionStore(self.session.study)
@@ -108,7 +107,7 @@ class ReviewActions(QObject):
         else:
             models = store.models()
             found = store.all_for(models[0][0], models[0][1]) if models else {}
-        return lead_all(found, opinions, self.window.ai.settings.suggested_stage_from)
+        return self.window.ai.offered_all(found)
 
     def rebuild(self) -> None:
         """Rebuild the queue from the study (and this session's evidence); redraw the flags."""
@@ -119,7 +118,7 @@ class ReviewActions(QObject):
         else:
             try:
                 opinions = self.window.ai.opinions()
-                self.queue = build_queue(session.n_epochs, self._suggestions(opinions),
+                self.queue = build_queue(session.n_epochs, self._suggestions(),
                                          second_opinions=opinions, evidence=self.evidence)
             except InputError as error:
                 self._say(str(error))

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from ..base.stages import EPOCH_SECONDS
 from ..model import request as _request
 from ..signals.montage import ROLES, Montage, read_role
-from ..signals.render import (AUTHORS_RENDERER_VERSION, PAD_S, RENDERER_VERSION, RENDERERS, EpochWindow,
+from ..signals.render import (AUTHORS_RENDERER_VERSION, PAD_S, RENDERER_VERSION, EpochWindow, check_renderer,
                               epoch_window_span, render_png)
 
 __all__ = ["IMAGE_CACHE_SIZE", "EpochImageCache", "read_epoch_window"]
@@ -43,9 +43,7 @@ def read_epoch_window(recording, montage: Montage, epoch: int,
     -------
     EpochWindow
     """
-    if renderer not in RENDERERS:
-        raise ValueError(f"unknown renderer {renderer!r}; this workstation renders "
-                         f"{', '.join(RENDERERS)}")
+    check_renderer(renderer)
     span = epoch_window_span(epoch, recording.duration_s)
     signals = {}
     for role in ROLES:
@@ -64,11 +62,8 @@ class EpochImageCache:
 
     def __init__(self, recording, montage: Montage, size: int = IMAGE_CACHE_SIZE,
                  renderer: str = RENDERER_VERSION):
-        if renderer not in RENDERERS:
-            raise ValueError(f"unknown renderer {renderer!r}; this workstation renders "
-                             f"{', '.join(RENDERERS)}")
         self.recording, self.montage, self.size = recording, montage, max(3, int(size))
-        self.renderer = renderer
+        self.renderer = check_renderer(renderer)
         self._items: OrderedDict[int, tuple[bytes, bool]] = OrderedDict()
         self.renders = 0
 

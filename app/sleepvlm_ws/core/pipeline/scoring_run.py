@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 from ...errors import InputError
 from ..review.session import open_study
 from ..signals.montage import Montage
-from ..signals.render import RENDERER_VERSION, RENDERERS
+from ..signals.render import RENDERER_VERSION, check_renderer
 from ..study.study import Study
 from ..study.suggestions import FAST, RATIONALE, SuggestionStore, record_run_finished, record_run_started
 from .epoch_images import IMAGE_CACHE_SIZE, EpochImageCache, read_epoch_window
@@ -158,10 +158,7 @@ class ScoringRun:
         self.parallel = parallel
         self.on_stored = on_stored
         # the pixels the pack was trained on (its manifest); answers are stored under them
-        self.renderer_version = str(getattr(runtime, "renderer_version", RENDERER_VERSION))
-        if self.renderer_version not in RENDERERS:
-            raise ValueError(f"the model pack expects renderer {self.renderer_version!r}; this "
-                             f"workstation renders {', '.join(RENDERERS)}")
+        self.renderer_version = check_renderer(getattr(runtime, "renderer_version", RENDERER_VERSION))
         self.summary: RunSummary | None = None
         self._images: EpochImageCache | None = None
 

@@ -53,6 +53,24 @@ AUTHORS_RENDERER_VERSION = "svlm-render-2"
 # pack's epochs as that pack was trained (core.pipeline.epoch_images.read_epoch_window).
 RENDERERS = (RENDERER_VERSION, AUTHORS_RENDERER_VERSION)
 
+
+def check_renderer(name: object) -> str:
+    """``name`` when it is one of ``RENDERERS``; else ValueError (one line).
+
+    Parameters
+    ----------
+    name : object
+        A renderer version, e.g. a pack manifest's ``renderer_version``.
+
+    Returns
+    -------
+    str
+    """
+    if name not in RENDERERS:
+        raise ValueError(f"unknown renderer {name!r}; this workstation renders "
+                         f"{', '.join(RENDERERS)}")
+    return str(name)
+
 IMAGE_WIDTH = 448
 IMAGE_HEIGHT = 224
 DPI = 100.0
@@ -71,7 +89,7 @@ MINOR_GRID = (0.5, 0.6)      # (width pt, alpha): every second
 MAJOR_GRID = (0.8, 0.8)      # every 5 s, and the band separators
 
 __all__ = [
-    "RENDERER_VERSION", "AUTHORS_RENDERER_VERSION", "RENDERERS", "PAD_S", "IMAGE_WIDTH",
+    "RENDERER_VERSION", "AUTHORS_RENDERER_VERSION", "RENDERERS", "check_renderer", "PAD_S", "IMAGE_WIDTH",
     "IMAGE_HEIGHT", "ROLE_COLOURS", "ROLE_RANGE_UV",
     "EpochWindow", "WindowSpan", "epoch_window_span", "role_kind",
     "condition", "condition_epoch", "draw_epoch", "render_epoch", "render_png",

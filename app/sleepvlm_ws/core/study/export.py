@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..base.hypnogram import Hypnogram
 from .formats import export_hypnogram
+from .formats._common import suggestion_origins
 from .study import Study
 
 # Study metadata that identifies the patient or the recording: left out when de-identifying.
@@ -36,6 +37,22 @@ def suggested_by(audit) -> dict[int, str]:
     return out
 
 
+def decision_records(study: Study, audit: list | None = None) -> list[dict]:
+    """The study's decisions as plain records, each with ``suggested_by`` (see ``suggested_by``)
+    and stage values as text: what every export carries. ``audit``: the audit events, when the
+    caller has them already."""
+    offered = suggested_by(study.audit_events() if audit is None else audit)
+    return [asdict(d) | {"stage": d.stage.value, "previous": d.previous.value,
+                         "suggested_by": offered.get(d.id)}
+            for d in study.decisions()]
+
+
+def accepted_origins(study: Study) -> dict[str, int]:
+    """Origin (``suggested_by``) -> how many epochs' current stage is an accepted suggestion
+    from it: the count the exports state (``formats._common.suggestion_origins``)."""
+    return suggestion_origins(decision_records(study))
+
+
 def export_study(study: Study, fmt: str, out: str | Path, *, scorer: str,
                  deidentify: bool = False) -> Path:
     """Write the technologist's hypnogram (never the AI's suggestions) to ``out`` in ``fmt``.
@@ -43,10 +60,7 @@ def export_study(study: Study, fmt: str, out: str | Path, *, scorer: str,
     hyp = study_hypnogram(study)
     meta = {k: v for k, v in study.meta.items() if v is not None}
     audit = [asdict(e) for e in study.audit_events()]
-    offered = suggested_by(audit)
-    decisions = [asdict(d) | {"stage": d.stage.value, "previous": d.previous.value,
-                              "suggested_by": offered.get(d.id)}
-                 for d in study.decisions()]
+    decisions = decision_records(study, audit)
     if deidentify:
         meta = {k: v for k, v in meta.items() if k not in IDENTIFYING_META}
         hyp.start = None

@@ -24,7 +24,7 @@ from ...errors import InputError
 from ..base.stages import SLEEP_STAGES, Stage
 from ..model.model_pack import list_packs, load_manifest
 from ..study.audit import EXPORT, IMPORT
-from ..study.export import study_hypnogram, suggested_by
+from ..study.export import accepted_origins, study_hypnogram
 from ..study.study import AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED, MANUAL, UNDO, Study
 from ..study.suggestions import AI_RUN_FINISHED, AI_RUN_STARTED, SuggestionStore
 from .agreement import Agreement, NoCommonEpochsError, agreement
@@ -257,17 +257,17 @@ def _header(study: Study, *, author: str, deidentify: bool, model: ModelInfo | N
             rows.append(("Provenance", model.provenance))
         if model.real_data:
             rows.append(("Real recordings", model.real_data))
-    offered_by = suggested_by(study.audit_events())
-    origins = Counter("model" if offered_by[d.id].startswith("model:") else "stager"
-                      for d in _standing_decisions(study.decisions()).values()
-                      if d.source == AI_ACCEPTED and d.id in offered_by)
+    origins = Counter()
+    for origin, n in accepted_origins(study).items():
+        origins["model" if origin.startswith("model:") else "stager"] += n
     if origins:
         rows.append(("Suggested stages", _origins_text(origins)))
     return rows
 
 
 def _origins_text(origins: Counter) -> str:
-    """Where the accepted suggestions that still stand took their stage from."""
+    """Where the accepted suggestions that still stand took their stage from (the count the
+    exports state)."""
     parts = []
     if origins.get("stager"):
         parts.append(f"{origins['stager']} from YASA's stager (trained on real nights; it led "
@@ -331,14 +331,9 @@ def _accepted_compared(study: Study, stages: list, ai_stages: list) -> int:
 def _standing_sources(decisions: list) -> dict[int, str]:
     """epoch -> source of the decision its current stage comes from: the epoch's latest
     decision that was not undone (an undo restores the stage before the decision it undid)."""
-    return {epoch: d.source for epoch, d in _standing_decisions(decisions).items()}
-
-
-def _standing_decisions(decisions: list) -> dict:
-    """epoch -> the decision its current stage comes from (see ``_standing_sources``)."""
     undone = {d.undoes for d in decisions if d.source == UNDO}
-    latest: dict = {}
+    latest: dict[int, str] = {}
     for d in decisions:
         if d.source != UNDO and d.id not in undone:
-            latest[d.epoch] = d
+            latest[d.epoch] = d.source
     return latest
