@@ -98,8 +98,8 @@ def write_subject(seed: int, hours: float, out: Path) -> None:
     import numpy as np
     import pyedflib
 
-    from sleepvlm_ws.core.study.formats.edf_plus import LABELS
     from sleepvlm_ws.core.base.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats.edf_plus import LABELS
     from sleepvlm_ws.core.synth.night import EDF_LABELS, generate_night
 
     fs, labels, _what = SUBJECTS[seed]
@@ -124,11 +124,11 @@ def score(recording: Path, reference: Path, runtime, study: Path) -> tuple[list,
     """(rows, seconds): one row per epoch with a reference sleep stage and a suggestion:
     (reference Stage, suggested Stage or None, the suggestion's probability or None, five)."""
     from sleepvlm_ws.cli.common import Progress as _Progress
+    from sleepvlm_ws.core.base.stages import Stage
     from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
     from sleepvlm_ws.core.signals.render import RENDERER_VERSION
-    from sleepvlm_ws.core.base.stages import Stage
     from sleepvlm_ws.core.study.study import Study
-    from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore
+    from sleepvlm_ws.core.study.suggestions import FAST, SuggestionKey, SuggestionStore
 
     bar = _Progress(recording.name)
     try:
@@ -143,8 +143,8 @@ def score(recording: Path, reference: Path, runtime, study: Path) -> tuple[list,
         for e in result.epochs:
             if e["reference"] is None:
                 continue
-            sug = store.get_pass(e["index"], runtime.model_id,
-                                 getattr(runtime, "renderer_version", RENDERER_VERSION), FAST)
+            sug = store.get_pass(e["index"], SuggestionKey(
+                runtime.model_id, getattr(runtime, "renderer_version", RENDERER_VERSION), FAST))
             if sug is None:
                 continue
             rows.append((Stage(e["reference"]), sug.stage, sug.stage_probability,
@@ -154,8 +154,8 @@ def score(recording: Path, reference: Path, runtime, study: Path) -> tuple[list,
 
 def report(title: str, rows: list, n_bins: int) -> tuple[list[str], object]:
     """Printed lines for ``rows`` and the Calibration (None when no row has a probability)."""
-    from sleepvlm_ws.core.trust.calibration import calibrate, format_table
     from sleepvlm_ws.core.review.review_queue import MODEL_LOW_CONFIDENCE
+    from sleepvlm_ws.core.trust.calibration import calibrate, format_table
 
     known = [r for r in rows if r[2] is not None]
     no_stage = sum(1 for r in rows if r[1] is None)

@@ -12,15 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from sleepvlm_ws.core.trust.agreement import agreement
+from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
 from sleepvlm_ws.core.model.answer import format_answer, parse_answer
 from sleepvlm_ws.core.signals.montage import Montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+from sleepvlm_ws.core.study.study import IMPORTED, Study
+from sleepvlm_ws.core.study.suggestions import SuggestionKey, SuggestionStore
+from sleepvlm_ws.core.trust.agreement import agreement
 from sleepvlm_ws.core.trust.report import write_report
 from sleepvlm_ws.core.trust.sleep_statistics import sleep_statistics
-from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
-from sleepvlm_ws.core.study.study import IMPORTED, Study
-from sleepvlm_ws.core.study.suggestions import SuggestionStore
 
 N_EPOCHS = 960
 
@@ -58,8 +58,7 @@ def main(repeats: int = 3) -> None:
                 with study.batch():
                     for e, s in enumerate(ai):
                         store.put(e, parse_answer(format_answer(s.value, ["N2.1"], None)),
-                                  model_id="e" * 64, renderer_version=RENDERER_VERSION,
-                                  pass_name="fast")
+                                  SuggestionKey("e" * 64, RENDERER_VERSION, "fast"))
             t = time.perf_counter()
             for i in range(repeats):
                 write_report(study, folder / f"r{i}.pdf", author="bench", pack_dirs=[])

@@ -11,7 +11,7 @@ from sleepvlm_ws.core.model.answer import parse_answer
 from sleepvlm_ws.core.signals.montage import Derivation, Montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.study import Study
-from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore
+from sleepvlm_ws.core.study.suggestions import FAST, SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.trust import second_opinion
 from sleepvlm_ws.core.trust.second_opinion import SecondOpinion, SecondOpinionResult
 
@@ -41,8 +41,8 @@ def scored_study(path: Path, n_epochs: int, answers: Mapping, *, model_id: str,
     store = SuggestionStore(study)
     for epoch, answer in answers.items():
         parsed = parse_answer(answer) if isinstance(answer, str) else answer
-        store.put(epoch, parsed, model_id=model_id, renderer_version=RENDERER_VERSION,
-                  pass_name=FAST, stage_probabilities=(probabilities or {}).get(epoch))
+        store.put(epoch, parsed, SuggestionKey(model_id, RENDERER_VERSION, FAST),
+                  stage_probabilities=(probabilities or {}).get(epoch))
     if opinions:
         second_opinion.store(study, SecondOpinionResult(method, n_epochs, {"eeg": "C4 - M1"},
                                                         list(opinions)), "amy")

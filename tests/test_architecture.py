@@ -185,3 +185,53 @@ def test_the_entry_point_loads_no_scipy_before_llama_cpp(module):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _public_api(path: Path) -> dict[str, list[ast.FunctionDef]]:
+    """Name -> the functions that name stands for: a public function, or a public class's public
+    methods (properties aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = {}
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name.startswith("_"):
+            continue
+        if isinstance(node, ast.FunctionDef):
+            out[node.name] = [node]
+        elif isinstance(node, ast.ClassDef):
+            out[node.name] = [n for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")
+                              and not any(isinstance(d, ast.Name) and d.id == "property" for d in n.decorator_list)]
+    return out
+
+
+def _undocumented(fn: ast.FunctionDef) -> bool:
+    if not [a for a in fn.args.args + fn.args.kwonlyargs if a.arg not in ("self", "cls")]:
+        return False
+    doc = ast.get_docstring(fn) or ""
+    returns_none = isinstance(fn.returns, ast.Constant) and fn.returns.value is None
+    return "Parameters\n----------" not in doc or (not returns_none and "Returns\n-------" not in doc)
+
+
+def test_the_core_api_other_packages_use_carries_numpy_docstrings():
+    """YASA's habit for the public API: a core function (or a public method of a core class)
+    that another package imports says what it takes (Parameters) and what it gives (Returns,
+    unless it returns None), numpy style."""
+    api = {name: _public_api(path) for name, path in MODULES.items() if _domain(name)}
+    missing = set()
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")
+                target = ".".join(base[:len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target not in api or _domain(target) == _domain(name):
+                continue
+            for alias in node.names:
+                for fn in api[target].get(alias.name, []):
+                    if _undocumented(fn):
+                        missing.add(f"{MODULES[target].relative_to(PACKAGE)}:{fn.lineno} {alias.name}.{fn.name}")
+    assert sorted(missing) == [], "\n".join(sorted(missing))

@@ -57,8 +57,7 @@ def suggestions_by_model(study_path: Path) -> dict[str, dict]:
     with Study.open(study_path) as study:
         store = SuggestionStore(study)
         assert all(s is Stage.UNSCORED for s in study.stages())  # the AI never scores on its own
-        return {model_id: store.all_for(model_id, renderer)
-                for model_id, renderer, _n in store.models()}
+        return {key.model_id: store.all_for(key) for key, _n in store.models()}
 
 
 def test_demo_scores_the_night_with_the_default_pack(home, tmp_path):

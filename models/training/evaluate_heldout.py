@@ -39,8 +39,8 @@ def write_edf(night, path: Path, labels: dict | None) -> Path:
     import numpy as np
     import pyedflib
 
-    from sleepvlm_ws.core.study.formats.edf_plus import LABELS
     from sleepvlm_ws.core.base.hypnogram import Hypnogram
+    from sleepvlm_ws.core.study.formats.edf_plus import LABELS
     from sleepvlm_ws.core.synth.night import EDF_LABELS
 
     labels = labels or EDF_LABELS
@@ -68,8 +68,9 @@ def main() -> int:
     ap.add_argument("--f16-subjects", type=int, default=3,
                     help="how many of the full-montage subjects the f16 pack is run on")
     args = ap.parse_args()
-    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording, pooled
     from sleepvlm_ws.core.model.runtime import LocalRuntime
+    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
+    from sleepvlm_ws.core.pipeline.evaluation_tables import pooled
     from sleepvlm_ws.core.synth.night import generate_night
 
     rec_dir = args.out / "recordings"

@@ -122,8 +122,9 @@ def manual_scoring(ctx: Context) -> DrillResult:
 
 
 def model_run(ctx: Context, *, n_epochs: int = 240, kills: int = 5) -> DrillResult:
+    from sleepvlm_ws.core.study.ai_runs import AI_RUN_FINISHED, AI_RUN_STARTED
     from sleepvlm_ws.core.study.study import Study
-    from sleepvlm_ws.core.study.suggestions import AI_RUN_FINISHED, AI_RUN_STARTED, FAST
+    from sleepvlm_ws.core.study.suggestions import FAST
 
     result = DrillResult(f"kill -9 during a model run over a {n_epochs / 120:g}-hour night ({kills} kills)")
     pack = REPO / "models" / "default"

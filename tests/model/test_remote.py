@@ -20,7 +20,7 @@ from sleepvlm_ws.core.signals.montage import auto_montage
 from sleepvlm_ws.core.signals.recording import Recording
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.study import Study
-from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore
+from sleepvlm_ws.core.study.suggestions import FAST, SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.errors import InputError
 
@@ -114,7 +114,7 @@ def test_a_scoring_run_through_the_server_stores_under_the_remote_id(server, pac
     rec.close()
     assert summary.outcome == "completed" and summary.stored[FAST] == 2
     with Study.open(study_path) as s:
-        layer = SuggestionStore(s).all_for(f"remote:{ALIAS}", RENDERER_VERSION)
+        layer = SuggestionStore(s).all_for(SuggestionKey(f"remote:{ALIAS}", RENDERER_VERSION))
         assert sorted(layer) == [0, 2] and all(x.stage in SLEEP_STAGES for x in layer.values())
         assert s.verify().ok
 
@@ -204,7 +204,7 @@ def longer_night(tmp_path_factory):
 def _layer(path, model_id=f"remote:{ALIAS}"):
     with Study.open(path) as s:
         assert s.verify().ok
-        return SuggestionStore(s).all_for(model_id, RENDERER_VERSION)
+        return SuggestionStore(s).all_for(SuggestionKey(model_id, RENDERER_VERSION))
 
 
 def test_a_parallel_run_stores_every_epoch_once_with_the_sequential_answers(

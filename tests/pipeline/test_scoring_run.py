@@ -27,9 +27,9 @@ from sleepvlm_ws.core.pipeline.scoring_run import ScoringRun
 from sleepvlm_ws.core.signals.montage import auto_montage
 from sleepvlm_ws.core.signals.recording import Recording
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+from sleepvlm_ws.core.study.ai_runs import AI_RUN_FINISHED, AI_RUN_STARTED
 from sleepvlm_ws.core.study.study import Study, default_study_path
-from sleepvlm_ws.core.study.suggestions import (AI_RUN_FINISHED, AI_RUN_STARTED, FAST, RATIONALE,
-                                                SuggestionStore)
+from sleepvlm_ws.core.study.suggestions import FAST, RATIONALE, SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.synth.night import EDF_LABELS, generate_night, write_night_edf
 
 FS = 100.0
@@ -88,7 +88,7 @@ def _stored(study_path, model_id, pass_name=FAST) -> list[int]:
     with Study.open(study_path) as s:
         store = SuggestionStore(s)
         return [e for e in range(s.n_epochs)
-                if e not in store.missing_epochs(model_id, RENDERER_VERSION, pass_name)]
+                if e not in store.missing_epochs(SuggestionKey(model_id, RENDERER_VERSION, pass_name))]
 
 
 # ----------------------------------------------------------------------- the run itself
@@ -124,7 +124,7 @@ def test_a_run_stores_every_epoch_and_resumes_after_a_cancel(tmp_path, runtime):
     assert len(set(targets)) == 8                   # no epoch was asked twice
 
     with Study.open(study_path) as s:
-        layer = SuggestionStore(s).all_for(runtime.model_id, RENDERER_VERSION)
+        layer = SuggestionStore(s).all_for(SuggestionKey(runtime.model_id, RENDERER_VERSION))
         assert sorted(layer) == list(range(8))
         for epoch, suggestion in layer.items():
             assert suggestion.pass_name == FAST and suggestion.stage in (
@@ -166,8 +166,8 @@ def test_a_pack_trained_on_the_authors_pixels_gets_them_and_its_answers_are_kept
         assert summary.renderer_version == AUTHORS_RENDERER_VERSION and summary.stored[FAST] == 1
         with Study.open(study_path) as s:
             store = SuggestionStore(s)
-            assert store.get_pass(19, rt.model_id, AUTHORS_RENDERER_VERSION, FAST) is not None
-            assert store.get_pass(19, rt.model_id, RENDERER_VERSION, FAST) is None
+            assert store.get_pass(19, SuggestionKey(rt.model_id, AUTHORS_RENDERER_VERSION, FAST)) is not None
+            assert store.get_pass(19, SuggestionKey(rt.model_id, RENDERER_VERSION, FAST)) is None
         montage = run.montage
         # the image sent is the authors' placement: the same as a window cut out of the whole
         # night's samples (EpochWindow.around, as the training pipeline renders) ...
@@ -241,13 +241,13 @@ def test_rationale_all_adds_a_second_pass(tmp_path, runtime):
     assert _stored(study_path, runtime.model_id, RATIONALE) == [1]
     with Study.open(study_path) as s:
         store = SuggestionStore(s)
-        best = store.get(1, runtime.model_id, RENDERER_VERSION)
-        fast = store.get_pass(1, runtime.model_id, RENDERER_VERSION, FAST)
-        slow = store.get_pass(1, runtime.model_id, RENDERER_VERSION, RATIONALE)
+        best = store.get(1, SuggestionKey(runtime.model_id, RENDERER_VERSION))
+        fast = store.get_pass(1, SuggestionKey(runtime.model_id, RENDERER_VERSION, FAST))
+        slow = store.get_pass(1, SuggestionKey(runtime.model_id, RENDERER_VERSION, RATIONALE))
         assert best.stage is fast.stage and best.rationale == slow.rationale
         assert slow.raw.lstrip("{ \t\r\n").startswith('"reasoning_text"')
         assert slow.completion_tokens == 12 and "truncated" in slow.flags
-        assert store.get(0, runtime.model_id, RENDERER_VERSION) is None
+        assert store.get(0, SuggestionKey(runtime.model_id, RENDERER_VERSION)) is None
 
 
 def test_explain_one_epoch_and_every_stored_answer_is_reported(tmp_path, runtime):
@@ -286,7 +286,7 @@ def test_explain_one_epoch_and_every_stored_answer_is_reported(tmp_path, runtime
         rec.close()
     assert _stored(study_path, runtime.model_id, RATIONALE) == [2]
     with Study.open(study_path) as s:
-        slow = SuggestionStore(s).get_pass(2, runtime.model_id, RENDERER_VERSION, RATIONALE)
+        slow = SuggestionStore(s).get_pass(2, SuggestionKey(runtime.model_id, RENDERER_VERSION, RATIONALE))
         assert slow.completion_tokens == 12 and "truncated" in slow.flags
 
 
@@ -300,7 +300,7 @@ def test_a_run_writes_into_the_study_it_is_given_and_leaves_it_open(tmp_path, ru
             summary = ScoringRun(rec, study.montage, study_path, runtime).run(study=study)
             assert summary.stored[FAST] == len(STAGES)
             # the same connection sees the answers, and is still usable after the run
-            assert len(SuggestionStore(study).all_for(runtime.model_id, RENDERER_VERSION)) == len(STAGES)
+            assert len(SuggestionStore(study).all_for(SuggestionKey.of(runtime))) == len(STAGES)
             other = tmp_path / "other.sleepvlm"
             with pytest.raises(ValueError, match="other.sleepvlm"):
                 ScoringRun(rec, study.montage, other, runtime).run(study=study)

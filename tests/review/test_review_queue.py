@@ -15,7 +15,7 @@ from sleepvlm_ws.core.review.review_queue import (ANSWER_FLAGGED, BULK_ACCEPT, B
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study import audit, audit_verify
 from sleepvlm_ws.core.study.study import AI_ACCEPTED
-from sleepvlm_ws.core.study.suggestions import SuggestionStore
+from sleepvlm_ws.core.study.suggestions import SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.trust import second_opinion
 from sleepvlm_ws.core.trust.evidence import EpochEvidence
 
@@ -68,7 +68,7 @@ def study(tmp_path):
 
 
 def _queue(study, evidence=True):
-    return build_queue(N, SuggestionStore(study).all_for(MODEL, RENDERER_VERSION),
+    return build_queue(N, SuggestionStore(study).all_for(SuggestionKey(MODEL, RENDERER_VERSION)),
                        second_opinions=second_opinion.load(study),
                        evidence=_evidence() if evidence else None)
 
@@ -181,7 +181,7 @@ def confident_study(tmp_path):
 
 
 def test_a_low_model_probability_flags_the_epoch_with_its_figure(confident_study):
-    q = build_queue(N, SuggestionStore(confident_study).all_for(MODEL, RENDERER_VERSION))
+    q = build_queue(N, SuggestionStore(confident_study).all_for(SuggestionKey(MODEL, RENDERER_VERSION)))
     codes = {e: [r.code for r in q.item(e).reasons] for e in q.flagged}
     assert codes == {1: [LOW_CONF], 2: [TRANSITION], 3: [LOW_CONF, TRANSITION], 5: [LOW_CONF],
                      7: [LOW_CONF], 10: [NO_STAGE]}
@@ -199,7 +199,7 @@ def test_a_low_model_probability_flags_the_epoch_with_its_figure(confident_study
 
 
 def test_worst_first_order_while_next_flagged_stays_in_time(confident_study):
-    q = build_queue(N, SuggestionStore(confident_study).all_for(MODEL, RENDERER_VERSION))
+    q = build_queue(N, SuggestionStore(confident_study).all_for(SuggestionKey(MODEL, RENDERER_VERSION)))
     assert q.flagged == [1, 2, 3, 5, 7, 10]
     # the least confident first (no stage counts as 0)
     assert [it.epoch for it in q.least_confident()] == [10, 3, 1, 7, 5, 2]

@@ -22,7 +22,7 @@ from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.export import export_study
 from sleepvlm_ws.core.study.formats import import_hypnogram
 from sleepvlm_ws.core.study.study import AI_ACCEPTED, AI_OVERRIDDEN
-from sleepvlm_ws.core.study.suggestions import SuggestionStore, accept, override
+from sleepvlm_ws.core.study.suggestions import SuggestionKey, SuggestionStore, accept, override
 from sleepvlm_ws.core.trust import second_opinion
 from sleepvlm_ws.core.trust.report_content import gather
 
@@ -49,7 +49,7 @@ def study(tmp_path):
 
 
 def _offered(study, source=STAGER):
-    return lead_all(SuggestionStore(study).all_for(MODEL_ID, RENDERER_VERSION),
+    return lead_all(SuggestionStore(study).all_for(SuggestionKey(MODEL_ID, RENDERER_VERSION)),
                     second_opinion.load(study), source)
 
 

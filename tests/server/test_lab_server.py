@@ -31,7 +31,7 @@ from sleepvlm_ws.core.signals.montage import auto_montage
 from sleepvlm_ws.core.signals.recording import Recording
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.study import Study
-from sleepvlm_ws.core.study.suggestions import SuggestionStore
+from sleepvlm_ws.core.study.suggestions import SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 
 ALIAS = "tiny-batched"
@@ -293,7 +293,7 @@ def test_score_cli_through_sleepvlm_ws_serve(tiny_pack, night, tmp_path, monkeyp
         assert "6 suggestion(s) stored" in capsys.readouterr().out
         with Study.open(study) as s:
             assert s.verify().ok
-            layer = SuggestionStore(s).all_for(f"remote:{ALIAS}", RENDERER_VERSION)
+            layer = SuggestionStore(s).all_for(SuggestionKey(f"remote:{ALIAS}", RENDERER_VERSION))
         assert sorted(layer) == list(range(6)) and all(x.stage is not None for x in layer.values())
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -192,7 +192,8 @@ def test_a_folder_pairs_excerpts_with_their_hypnograms(tmp_path):
 
 
 def test_pooled_figures_say_which_recordings_and_epochs_they_cover():
-    from sleepvlm_ws.core.pipeline.evaluate import EvaluationResult, format_pooled, pooled
+    from sleepvlm_ws.core.pipeline.evaluate import EvaluationResult
+    from sleepvlm_ws.core.pipeline.evaluation_tables import format_pooled, pooled
 
     def result(name, ref, model, yasa):
         epochs = [{"index": i, "reference": a.value, "predicted": b.value,
@@ -295,7 +296,8 @@ def test_a_real_evaluation_of_excerpt_3_runs_the_machinery(tmp_path, monkeypatch
     one: with random weights the fast pass takes 1-14 s an epoch on 2 cores (its answers run on
     and its stage confidence needs many extra passes), 0.3 s with the trained pack."""
     from sleepvlm_ws.core.model.runtime import LocalRuntime
-    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording, format_result
+    from sleepvlm_ws.core.pipeline.evaluate import evaluate_recording
+    from sleepvlm_ws.core.pipeline.evaluation_tables import format_result
 
     monkeypatch.setenv("SLEEPVLM_WS_HOME", str(tmp_path / "home"))
     before = {p.name: p.stat().st_mtime_ns for p in DEV.iterdir()}

@@ -21,7 +21,7 @@ from sleepvlm_ws.core.signals.montage import Derivation, Montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.study import (AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED, MANUAL, UNDO, Study,
                                           default_study_path)
-from sleepvlm_ws.core.study.suggestions import SuggestionStore, accept, override
+from sleepvlm_ws.core.study.suggestions import SuggestionKey, SuggestionStore, accept, override
 from sleepvlm_ws.core.trust.report import (AI_TRACK_BOX, HYPNOGRAM_BOX, HYPNOGRAM_BOX_ALONE, REPORT_EVENT,
                                            ReportError, write_report)
 from sleepvlm_ws.core.trust.report_content import audit_summary, model_card_provenance
@@ -86,12 +86,12 @@ def _study(folder: Path, *, suggestions: str | None = None, seed: int = 3) -> St
             if e == 50:
                 ai = N3 if s is not N3 else N2
             store.put(e, parse_answer(format_answer(ai.value, ["N2.1"], None)),
-                      model_id=suggestions, renderer_version=RENDERER_VERSION, pass_name="fast")
+                      SuggestionKey(suggestions, RENDERER_VERSION, "fast"))
         for e in (60, 61):
-            sug = store.get(e, suggestions, RENDERER_VERSION)
+            sug = store.get(e, SuggestionKey(suggestions, RENDERER_VERSION))
             if sug.stage is NIGHT[e]:                   # accepting keeps the night as drawn
                 accept(study, e, sug, "amy")
-        sug = store.get(50, suggestions, RENDERER_VERSION)
+        sug = store.get(50, SuggestionKey(suggestions, RENDERER_VERSION))
         override(study, 50, NIGHT[50], sug, "amy", note="no delta waves")
     return study
 
@@ -133,7 +133,7 @@ def _blue(p):
 
 
 def _ai_reference(study: Study, model_id: str) -> list:
-    found = SuggestionStore(study).all_for(model_id, RENDERER_VERSION)
+    found = SuggestionStore(study).all_for(SuggestionKey(model_id, RENDERER_VERSION))
     return [found[e].stage.value for e in range(120)]
 
 
@@ -318,8 +318,8 @@ def test_gui_agreement_dialog_and_report_actions(qtbot, tmp_path, user_home, err
     store = SuggestionStore(window.session.study)
     ai = [R if s is N2 and e % 4 == 0 else s for e, s in enumerate(NIGHT)]
     for e, s in enumerate(ai):
-        store.put(e, parse_answer(format_answer(s.value, ["R.1"], None)), model_id="d" * 64,
-                  renderer_version=RENDERER_VERSION, pass_name="fast")
+        store.put(e, parse_answer(format_answer(s.value, ["R.1"], None)),
+                  SuggestionKey("d" * 64, RENDERER_VERSION, "fast"))
     window.menu_actions["agreement"].trigger()
     dialog = window.agreement_dialog
     assert dialog.isVisible()

@@ -7,13 +7,12 @@ import sqlite3
 import numpy as np
 import pytest
 from edf_factory import write_discontinuous_edf, write_psg_edf
+from old_schema import schema_version
 
 from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
 from sleepvlm_ws.core.signals.montage import Derivation, Montage, auto_montage
 from sleepvlm_ws.core.signals.recording import Recording
-from sleepvlm_ws.core.study import audit, audit_verify
-from sleepvlm_ws.core.study import study as study_module
-from sleepvlm_ws.core.study import study_schema
+from sleepvlm_ws.core.study import audit, audit_verify, study_schema
 from sleepvlm_ws.core.study.study import Study
 from sleepvlm_ws.core.synth import generate_night, write_night_edf
 from sleepvlm_ws.core.trust import second_opinion
@@ -167,9 +166,7 @@ def test_a_result_for_another_recording_is_refused(tmp_path, result, night_edf):
 
 # ------------------------------------------------------------------- migration v2 -> v3
 def _write_v2_study(path, monkeypatch) -> None:
-    with monkeypatch.context() as m:
-        m.setattr(study_module, "SCHEMA_VERSION", 2)
-        m.setattr(study_module, "create_schema", lambda conn: study_schema.create_schema(conn, 2))
+    with schema_version(monkeypatch, 2):
         montage = Montage()
         montage.roles["C4-M1"] = Derivation("C4", "M1")
         s = Study.create(path, recording_path="night.edf", n_epochs=12, montage=montage,

@@ -17,14 +17,15 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from sleepvlm_ws.core.base.stages import Stage
 from sleepvlm_ws.core.model.remote import API_KEY_ENV
+from sleepvlm_ws.core.model.settings import (SERVER_PARALLEL_DEFAULT, ModelSettings, load_settings,
+                                             save_settings, settings_path)
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+from sleepvlm_ws.core.study.ai_runs import AI_RUN_STARTED
 from sleepvlm_ws.core.study.study import MANUAL
-from sleepvlm_ws.core.study.suggestions import AI_RUN_STARTED, FAST, RATIONALE, SuggestionStore
+from sleepvlm_ws.core.study.suggestions import FAST, RATIONALE, SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT
 from sleepvlm_ws.ui.main_window import MainWindow
-from sleepvlm_ws.core.model.settings import (SERVER_PARALLEL_DEFAULT, ModelSettings, load_settings, save_settings,
-                                             settings_path)
 from sleepvlm_ws.ui.settings_dialog import SERVER_PLACEHOLDER, SettingsDialog
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extras are missing")
@@ -61,7 +62,7 @@ def _use_server(window: MainWindow, urls: str, **fields) -> None:
 
 def _stored(window: MainWindow, pass_name: str = FAST) -> list[int]:
     store = SuggestionStore(window.session.study)
-    missing = store.missing_epochs(REMOTE_ID, RENDERER_VERSION, pass_name)
+    missing = store.missing_epochs(SuggestionKey(REMOTE_ID, RENDERER_VERSION, pass_name))
     return sorted(set(range(N_EPOCHS)) - set(missing))
 
 
@@ -188,7 +189,7 @@ def test_the_window_scores_a_night_through_the_lab_server(qtbot, server, night, 
     assert len(pool_threads) == 2, pool_threads       # parallel=2 reached the run
     assert _stored(window) == list(range(N_EPOCHS))
     store = SuggestionStore(window.session.study)
-    answers = store.all_for(REMOTE_ID, RENDERER_VERSION)
+    answers = store.all_for(SuggestionKey(REMOTE_ID, RENDERER_VERSION))
     assert sorted(answers) == list(range(N_EPOCHS))
     assert all(a.stage is not None for a in answers.values())     # the grammar held
     assert window.hypnogram.suggestions() == [answers[e].stage for e in range(N_EPOCHS)]
@@ -202,8 +203,8 @@ def test_the_window_scores_a_night_through_the_lab_server(qtbot, server, night, 
         qtbot.keyClick(window, Qt.Key.Key_E)
     assert blocker.args == [2, ""]
     assert _stored(window, RATIONALE) == [2]
-    assert window.ai_panel.rationale.toPlainText() == store.get(
-        2, REMOTE_ID, RENDERER_VERSION).rationale
+    explained = store.get(2, SuggestionKey(REMOTE_ID, RENDERER_VERSION))
+    assert window.ai_panel.rationale.toPlainText() == explained.rationale
     assert errors == [] and window.session.study.verify().ok
 
 

@@ -22,17 +22,18 @@ from sleepvlm_ws.core.base.rules import load_rules
 from sleepvlm_ws.core.base.stages import EPOCH_SECONDS, Stage
 from sleepvlm_ws.core.model.answer import parse_answer
 from sleepvlm_ws.core.model.model_pack import load_manifest
+from sleepvlm_ws.core.model.settings import ModelSettings, load_settings, save_settings, settings_path
+from sleepvlm_ws.core.review.suggestion_review import NOTE_REQUIRED
 from sleepvlm_ws.core.signals.montage import auto_montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
+from sleepvlm_ws.core.study.ai_runs import AI_RUN_FINISHED
 from sleepvlm_ws.core.study.study import AI_ACCEPTED, AI_OVERRIDDEN, MANUAL, Study
-from sleepvlm_ws.core.study.suggestions import AI_RUN_FINISHED, FAST, RATIONALE, SuggestionStore
+from sleepvlm_ws.core.study.suggestions import (FAST, RATIONALE, SuggestionKey, SuggestionStore,
+                                                rationale_only_flags)
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT, AIPanel
-from sleepvlm_ws.ui.suggestion_text import rationale_only_flags
-from sleepvlm_ws.ui.ai_review import NOTE_REQUIRED
 from sleepvlm_ws.ui.hypnogram_view import STAGE_LEVELS, SUGGESTION_OFFSET, HypnogramView
 from sleepvlm_ws.ui.main_window import MainWindow
-from sleepvlm_ws.core.model.settings import ModelSettings, load_settings, save_settings, settings_path
 from sleepvlm_ws.ui.settings_dialog import SettingsDialog
 
 STAGES = [Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.R]
@@ -70,7 +71,7 @@ def key(qtbot, window, k):
 
 def stored(window: MainWindow, pass_name: str = FAST) -> list[int]:
     store = SuggestionStore(window.session.study)
-    missing = store.missing_epochs(window.ai.controller.model_id, RENDERER_VERSION, pass_name)
+    missing = store.missing_epochs(window.ai.controller.key.for_pass(pass_name))
     return sorted(set(range(N_EPOCHS)) - set(missing))
 
 
@@ -96,7 +97,7 @@ def test_score_night_then_accept_and_override_with_a_note(qtbot, night, tiny_pac
 
     # the suggestion layer: every epoch, drawn apart from the (empty) technologist hypnogram
     store = SuggestionStore(window.session.study)
-    answers = store.all_for(window.ai.controller.model_id, RENDERER_VERSION)
+    answers = store.all_for(window.ai.controller.key)
     assert window.hypnogram.suggestions() == [answers[e].stage for e in range(N_EPOCHS)]
     assert window.hypnogram.stages() == [Stage.UNSCORED] * N_EPOCHS
     _, y = window.hypnogram.suggestion_line.getData()
@@ -181,8 +182,7 @@ def test_pause_holds_the_run_explain_jumps_the_queue_and_cancel_stops(qtbot, nig
         assert window.ai_panel.explaining
     assert blocker.args == [target, ""]
     assert stored(window) == held_at and stored(window, RATIONALE) == [target]
-    explained = SuggestionStore(window.session.study).get(target, controller.model_id,
-                                                          RENDERER_VERSION)
+    explained = SuggestionStore(window.session.study).get(target, controller.key)
     assert explained.rationale is not None
     assert window.ai_panel.rationale.toPlainText() == explained.rationale
     assert not window.ai_panel.explaining
@@ -249,14 +249,15 @@ def test_panel_shows_the_model_s_probability_beside_the_stage(qtbot, tmp_path):
     store = SuggestionStore(study)
     probs = {"W": 0.01, "N1": 0.1, "N2": 0.87, "N3": 0.02, "R": 0.0}
     store.put(0, parse_answer('{"applicable_rules": ["N2.1"], "sleep_stage": "N2"}'),
-              model_id="m1", renderer_version=RENDERER_VERSION, pass_name=FAST,
+              SuggestionKey("m1", RENDERER_VERSION, FAST),
               stage_probabilities=probs)
     store.put(1, parse_answer('{"applicable_rules": ["R.1"], "sleep_stage": "R"}'),
-              model_id="m1", renderer_version=RENDERER_VERSION, pass_name=FAST)
+              SuggestionKey("m1", RENDERER_VERSION, FAST))
     study.close()
     with Study.open(tmp_path / "p.sleepvlm") as reopened:      # read back from the file
         store = SuggestionStore(reopened)
-        known, unknown = store.get(0, "m1", RENDERER_VERSION), store.get(1, "m1", RENDERER_VERSION)
+        key = SuggestionKey("m1", RENDERER_VERSION)
+        known, unknown = store.get(0, key), store.get(1, key)
     panel = AIPanel()
     qtbot.addWidget(panel)
     panel.show()
@@ -283,9 +284,8 @@ def test_panel_shows_rules_flags_and_rationale_as_plain_text(qtbot, tmp_path):
             '\u201capplicable_rules\u201d: [\u201cN2.1\u201d, \u201cR.1\u201d, \u201cX.9\u201d], '
             '\u201csleep_stage\u201d: \u201cN2\u201d}')
     store = SuggestionStore(study)
-    assert store.put(2, parse_answer(text), model_id="m1", renderer_version=RENDERER_VERSION,
-                     pass_name=FAST)
-    suggestion = store.get(2, "m1", RENDERER_VERSION)
+    assert store.put(2, parse_answer(text), SuggestionKey("m1", RENDERER_VERSION, FAST))
+    suggestion = store.get(2, SuggestionKey("m1", RENDERER_VERSION))
     panel = AIPanel()
     qtbot.addWidget(panel)
     panel.show()
@@ -314,10 +314,9 @@ def test_panel_shows_rules_flags_and_rationale_as_plain_text(qtbot, tmp_path):
     for pass_name, answer in ((FAST, '{"applicable_rules": ["N2.1"], "sleep_stage": "N2"}'),
                               (RATIONALE, '{"reasoning_text": "spindles", '
                                           '"applicable_rules": ["R.1"], "sleep_stage": "N3"')):
-        store.put(3, parse_answer(answer), model_id="m1", renderer_version=RENDERER_VERSION,
-                  pass_name=pass_name)
-    merged = store.get(3, "m1", RENDERER_VERSION)
-    apart = rationale_only_flags(merged, store.get_pass(3, "m1", RENDERER_VERSION, FAST))
+        store.put(3, parse_answer(answer), SuggestionKey("m1", RENDERER_VERSION, pass_name))
+    merged = store.get(3, SuggestionKey("m1", RENDERER_VERSION))
+    apart = rationale_only_flags(merged, store.get_pass(3, SuggestionKey("m1", RENDERER_VERSION, FAST)))
     assert set(apart) == {"truncated", "rule_stage_mismatch:R.1"}
     panel.show_suggestion(merged, rules, apart)
     assert panel.text() == "Suggested N2 · N2.1" and panel.rationale.toPlainText() == "spindles"

@@ -21,7 +21,7 @@ from sleepvlm_ws.core.review.session import ReviewSession
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study import audit, audit_verify
 from sleepvlm_ws.core.study.study import AI_ACCEPTED, default_study_path
-from sleepvlm_ws.core.study.suggestions import FAST, SuggestionStore
+from sleepvlm_ws.core.study.suggestions import FAST, SuggestionKey, SuggestionStore
 from sleepvlm_ws.core.synth import generate_night, write_night_edf
 from sleepvlm_ws.core.trust import second_opinion
 
@@ -45,8 +45,7 @@ def night(tmp_path):
     store = SuggestionStore(session.study)
     for epoch, stage in SUGGESTED.items():
         text = "no idea" if epoch == NO_STAGE_EPOCH else format_answer(stage, [])
-        store.put(epoch, parse_answer(text), model_id=MODEL, renderer_version=RENDERER_VERSION,
-                  pass_name=FAST)
+        store.put(epoch, parse_answer(text), SuggestionKey(MODEL, RENDERER_VERSION, FAST))
     session.close()
     return path
 
@@ -106,8 +105,8 @@ def test_l_goes_to_the_least_confident_unreviewed_flag_f_stays_in_time(qtbot, tm
         p = confidence.get(epoch, 0.97)
         dist = {s.value: (p if s is stage else (1 - p) / 4)
                 for s in (Stage.W, Stage.N1, Stage.N2, Stage.N3, Stage.R)}
-        store.put(epoch, parse_answer(format_answer(stage.value, [])), model_id=MODEL,
-                  renderer_version=RENDERER_VERSION, pass_name=FAST, stage_probabilities=dist)
+        store.put(epoch, parse_answer(format_answer(stage.value, [])),
+                  SuggestionKey(MODEL, RENDERER_VERSION, FAST), stage_probabilities=dist)
     session.close()
     window = open_window(qtbot, path)
     queue = window.review.queue
@@ -166,8 +165,7 @@ def test_yasa_leads_the_offered_stage_and_the_panel_says_so(qtbot, night, tiny_p
     store = SuggestionStore(window.session.study)
     for epoch, stage in SUGGESTED.items():         # the tiny pack's answers, as a run stores them
         text = "no idea" if epoch == NO_STAGE_EPOCH else format_answer(stage, [f"{stage}.1"])
-        store.put(epoch, parse_answer(text), model_id=model_id, renderer_version=RENDERER_VERSION,
-                  pass_name=FAST)
+        store.put(epoch, parse_answer(text), SuggestionKey(model_id, RENDERER_VERSION, FAST))
     window.ai.refresh()
     deep = [e for e, s in enumerate(STAGES) if s is Stage.N3]
     window.go_to(deep[2])
@@ -217,10 +215,10 @@ def test_a_pack_on_the_authors_pixels_shows_its_own_suggestions(qtbot, night, ti
     controller = window.ai.controller
     assert controller.renderer_version == AUTHORS_RENDERER_VERSION
     store = SuggestionStore(window.session.study)
-    store.put(0, parse_answer(format_answer("W", ["W.1"])), model_id=controller.model_id,
-              renderer_version=RENDERER_VERSION, pass_name=FAST)          # other pixels
-    store.put(1, parse_answer(format_answer("N1", ["N1.1"])), model_id=controller.model_id,
-              renderer_version=AUTHORS_RENDERER_VERSION, pass_name=FAST)
+    store.put(0, parse_answer(format_answer("W", ["W.1"])),
+              SuggestionKey(controller.model_id, RENDERER_VERSION, FAST))          # other pixels
+    store.put(1, parse_answer(format_answer("N1", ["N1.1"])),
+              SuggestionKey(controller.model_id, AUTHORS_RENDERER_VERSION, FAST))
     window.ai.refresh()
     window.go_to(0)
     assert window.ai.current_suggestion() is None

@@ -13,8 +13,9 @@ from pathlib import Path
 from ..core.base.stages import epoch_count
 from ..core.model.model_pack import verify_pack
 from ..core.model.settings import ModelSettings, cpu_count, open_runtime
-from ..core.pipeline.evaluate import (evaluate_recording, find_scored_studies, format_pooled, format_result,
-                                      is_dreams_recording, pooled, read_reference)
+from ..core.pipeline.evaluate import (evaluate_recording, find_scored_studies, is_dreams_recording,
+                                      read_reference)
+from ..core.pipeline.evaluation_tables import format_pooled, format_result, pooled
 from ..core.signals import dreams
 from ..errors import InputError
 from .common import NO_DEFAULT_PACK, Progress, default_pack, positive_int

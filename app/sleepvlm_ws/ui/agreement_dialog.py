@@ -93,17 +93,16 @@ def open_agreement(window) -> AgreementDialog | None:
     if session is None:
         return None
     try:
-        controller = window.ai.controller
-        found = ai_suggested_stages(session.study, getattr(controller, "model_id", None),
-                                    getattr(controller, "renderer_version", None))
+        key = window.ai.controller.key
+        found = ai_suggested_stages(session.study, key) if key is not None else None
         if found is None:
             found = ai_suggested_stages(session.study)
         if found is None:
             window.show_error("Agreement", NO_SUGGESTIONS)
             return None
-        model_id, renderer, ai_stages = found
+        key, ai_stages = found
         result = agreement(session.study.stages(), ai_stages)
-        label = describe_model(session.study, model_id, renderer).label
+        label = describe_model(session.study, key.model_id, key.renderer_version).label
     except InputError as error:
         window.show_error("Agreement", str(error))
         return None

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, Q
 
 from ..core.base.rules import Rule
 from ..core.base.stages import Stage
+from ..core.review.suggestion_review import NOT_SCORED_TEXT
 from ..core.study.suggestions import Suggestion
 from ..core.trust.evidence.claims import ClaimCheck
 from ..core.trust.evidence.rules_check import SUPPORTED, RuleCheck
@@ -40,7 +41,6 @@ from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, che
                               rule_tooltip, source_line)
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
-NOT_SCORED_TEXT = "Not scored by the model yet"
 LOADING_TEXT = "Loading the model…"
 NO_RECORDING_TEXT = "Open a recording to see the model's suggestions"
 CHIPS_PER_ROW = 4

@@ -1,19 +1,14 @@
 """The window's model features: load a pack, score the night, review the suggestions.
 
-``AIReview`` ties the AI panel, the scoring worker, the hypnogram's suggestion layer and the
-open session together. Accept and Override go through ``core.study.suggestions`` (they write the
-decision with its source, ai_accepted / ai_overridden, and audit it with a reference to the
-suggestion); the session is then brought up to date and moves on like a stage key does.
+``AIReview`` is a view: the review itself (what is offered, the evidence checks, accept and
+override, the queue) is the open session's ``core.review.suggestion_review.SuggestionReview``,
+made here when a study opens. This class forwards the panel's buttons and the menu's keys to
+it, redraws the panel and the hypnogram's suggestion layer on its events, and drives the model
+worker (load a pack, score the night, explain one epoch) through ``ModelController``.
 
-Each suggestion on screen is checked against the epoch's signal (the waveform view's evidence
-cache, measured off the GUI thread): its rules with ``rules_check.check_suggestion`` (the
-neighbour-dependent ones against the hypnogram: the technologist's decisions, else the model's
-suggestions) and its rationale's claims with ``claims.check_claims``.
-
-The stage offered is led by the real-trained stager where the study holds its answer and the
-setting ``suggested_stage_from`` says so (``core.review.suggested_stage``); the panel then names
-the source and shows the model's own reading beside it. Scoring the night with that setting
-also runs the second opinion when the study has none yet.
+Evidence for the checks comes from the waveform view's evidence cache, measured off the GUI
+thread; the panel shows "checking…" until it arrives. Scoring the night with the stage source
+set to the stager also runs the second opinion when the study has none yet.
 """
 
 from __future__ import annotations
@@ -25,25 +20,19 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
 
 from ..core.base.rules import load_rules
-from ..core.base.stage_source import STAGER
 from ..core.base.stages import Stage
 from ..core.model.settings import load_settings, save_settings
 from ..core.review.session import ReviewSession
-from ..core.review.suggested_stage import lead, lead_all
+from ..core.review.suggestion_review import NoSuggestion, SuggestionReview
 from ..core.study.study import Decision
-from ..core.study.suggestions import FAST, Suggestion, SuggestionStore
-from ..core.trust import second_opinion
-from ..core.trust.evidence.claims import check_claims
-from ..core.trust.evidence.rules_check import check_suggestion, hypnogram_neighbours
+from ..core.study.suggestions import Suggestion
 from ..core.trust.report_content import pack_card_summary
 from ..errors import InputError
-from .ai_panel import LOADING_TEXT, NOT_SCORED_TEXT, AIPanel
+from .ai_panel import LOADING_TEXT, AIPanel
 from .model_worker import ModelController, RunTarget
 from .settings_dialog import SettingsDialog
-from .suggestion_text import rationale_only_flags
 
 MESSAGE_MS = 6000
-NOTE_REQUIRED = "An override needs a note saying why: nothing was recorded"
 
 
 def eta_text(seconds: float | None) -> str:
@@ -77,11 +66,9 @@ class AIReview(QObject):
         self.controller = ModelController(self)
         self.settings = load_settings()
         self.rules = load_rules()
-        self.override_armed = False
+        self.suggestion_review: SuggestionReview | None = None   # the open session's (core)
         self.settings_dialog: SettingsDialog | None = None
         self._explaining: set[int] = set()
-        self._opinions: dict | None = None     # the stager's answers in the study (cached)
-        self.stager_unavailable = False        # the second opinion could not run on this study
         self.last_summary = None
 
         self.progress_bar = QProgressBar()
@@ -122,43 +109,18 @@ class AIReview(QObject):
     def session(self) -> ReviewSession | None:
         return self.window.session
 
-    def _store(self) -> SuggestionStore | None:
-        session = self.session
-        return None if session is None else SuggestionStore(session.study)
-
-    def opinions(self) -> dict:
-        """The study's stored second opinion (epoch -> answer; {} when none), read once per
-        study and again after a second-opinion run."""
-        session = self.session
-        if session is None:
-            return {}
-        if self._opinions is None:
-            self._opinions = second_opinion.load(session.study)
-        return self._opinions
-
-    def second_opinion_changed(self) -> None:
-        """A second-opinion run stored its answers: offer the stages anew."""
-        self._opinions = None
-        self.refresh()
-
-    def offered(self, suggestion: Suggestion | None) -> Suggestion | None:
-        """The model's suggestion as offered: led by the stager where the setting says so."""
-        if suggestion is None:
-            return None
-        return lead(suggestion, self.opinions().get(suggestion.epoch),
-                    self.settings.suggested_stage_from)
-
-    def offered_all(self, found: dict) -> dict:
-        """``offered`` for epoch -> suggestion."""
-        return lead_all(found, self.opinions(), self.settings.suggested_stage_from)
+    @property
+    def override_armed(self) -> bool:
+        """Override is armed: the next stage key names the technologist's stage."""
+        return self.suggestion_review is not None and self.suggestion_review.override_armed
 
     def current_suggestion(self) -> Suggestion | None:
         """The suggestion offered for the epoch on screen (None when there is none)."""
-        store, model_id = self._store(), self.controller.model_id
-        if store is None or model_id is None:
+        review = self.suggestion_review
+        if review is None:
             return None
         try:
-            return self.offered(store.get(self.session.epoch, model_id, self.controller.renderer_version))
+            return review.suggestion()
         except InputError as error:
             self._say(str(error))
             return None
@@ -200,8 +162,10 @@ class AIReview(QObject):
         self.settings = replace(self.settings, last_pack=str(Path(pack_dir).absolute()))
         save_settings(self.settings)
         self.panel.set_model(None)
-        self.panel.set_message(LOADING_TEXT)
+        if self.suggestion_review is not None:
+            self.suggestion_review.set_model(None)     # redraws: nothing offered
         self.window.hypnogram.clear_suggestions()
+        self.panel.set_message(LOADING_TEXT)
         self.update_actions()
         return True
 
@@ -214,7 +178,8 @@ class AIReview(QObject):
         self.panel.model_label.setWordWrap(True)
         self.panel.model_label.setToolTip("\n\n".join(t for t in (provenance, real and f"Real data: {real}") if t))
         self._say(f"Model loaded: {label}")
-        self.refresh()
+        if self.suggestion_review is not None:
+            self.suggestion_review.set_model(self.controller.key)    # redraws (its event)
         self.update_actions()
 
     def _on_model_failed(self, message: str) -> None:
@@ -227,12 +192,10 @@ class AIReview(QObject):
         dialog = SettingsDialog(self.settings, self.window)
 
         def apply() -> None:
-            before = self.settings.suggested_stage_from
             self.settings = dialog.settings()
             save_settings(self.settings)
-            if self.settings.suggested_stage_from != before:
-                self.refresh()
-                self.window.review.rebuild()
+            if self.suggestion_review is not None:     # redraws and requeues when it changed
+                self.suggestion_review.set_source(self.settings.suggested_stage_from)
             if self.controller.has_model:
                 self._say("Saved: threads, GPU layers, context size and the lab server "
                           "apply when the model is next loaded; the stage source applies now")
@@ -251,8 +214,8 @@ class AIReview(QObject):
         if not self.controller.score_night(RunTarget.of(session), self.settings):
             self._say("The model is busy")
             return False
-        if (self.settings.suggested_stage_from == STAGER and not self.opinions()
-                and not self.stager_unavailable and not self.window.review.running):
+        review = self.suggestion_review
+        if review is not None and review.wants_second_opinion and not self.window.review.running:
             self.window.review.run_second_opinion(quiet=True)
         self.progress_bar.setRange(0, max(1, session.n_epochs))
         self.progress_bar.setValue(0)
@@ -299,62 +262,41 @@ class AIReview(QObject):
     # -- suggestions on screen -----------------------------------------------------------
     def refresh(self) -> None:
         """Redraw the hypnogram's suggestion layer and the panel from the study."""
-        store, model_id = self._store(), self.controller.model_id
-        if store is None or model_id is None:
-            self.window.hypnogram.clear_suggestions()
-        else:
+        review = self.suggestion_review
+        found = {}
+        if review is not None:
             try:
-                found = self.offered_all(store.all_for(model_id, self.controller.renderer_version))
+                found = review.suggestions()
             except InputError as error:
                 self._say(str(error))
-                found = {}
+        if found:
             self.window.hypnogram.set_suggestions({e: s.stage for e, s in found.items()})
+        else:
+            self.window.hypnogram.clear_suggestions()
         if self.session is not None:
             self.show_epoch(self.session.epoch)
 
     def epoch_changed(self, epoch: int) -> None:
         """The technologist moved: an armed override is dropped, the panel follows."""
-        if self.override_armed:
-            self.cancel_override()
+        if self.suggestion_review is not None:
+            self.suggestion_review.epoch_moved()
         self.show_epoch(epoch)
-
-    def _rationale_flags(self, suggestion: Suggestion | None) -> tuple[str, ...]:
-        """Flags of a merged suggestion that only its rationale answer carries."""
-        if suggestion is None or suggestion.pass_name != FAST or suggestion.rationale is None:
-            return ()
-        try:
-            fast = self._store().get_pass(suggestion.epoch, suggestion.model_id,
-                                          suggestion.renderer_version, FAST)
-        except InputError:
-            return ()
-        return rationale_only_flags(suggestion, fast)
 
     def show_epoch(self, epoch: int) -> None:
         suggestion = self.current_suggestion()
-        self.panel.show_suggestion(suggestion, self.rules, self._rationale_flags(suggestion))
+        try:
+            flags = self.suggestion_review.rationale_flags(suggestion) if suggestion else ()
+        except InputError:
+            flags = ()
+        self.panel.show_suggestion(suggestion, self.rules, flags)
         self._show_checks(suggestion, epoch)
         if epoch in self._explaining:
             self.panel.set_explaining(True)
 
     # -- evidence checks -----------------------------------------------------------------
-    def neighbours(self, epoch: int) -> tuple:
-        """(previous, next) stage on the hypnogram: the technologist's, else the model's."""
-        session = self.session
-        scored = session.stages()
-        suggested: list = [None] * len(scored)
-        store, model_id = self._store(), self.controller.model_id
-        if store is not None and model_id is not None:
-            for i in (epoch - 1, epoch + 1):
-                if 0 <= i < len(scored) and not scored[i].is_scored:
-                    try:
-                        found = self.offered(store.get(i, model_id, self.controller.renderer_version))
-                    except InputError:
-                        found = None
-                    suggested[i] = None if found is None else found.stage
-        return hypnogram_neighbours(scored, suggested, epoch)
-
     def _show_checks(self, suggestion: Suggestion | None, epoch: int) -> None:
-        if suggestion is None or self.session is None:
+        review = self.suggestion_review
+        if suggestion is None or review is None:
             return
         service = self.window.waveform.evidence
         found = service.findings(epoch)
@@ -362,8 +304,11 @@ class AIReview(QObject):
             service.request([epoch])
             self.panel.set_checking()
             return
-        rule_checks = check_suggestion(suggestion, found.evidence, self.neighbours(epoch))
-        claim_checks = check_claims(suggestion.rationale or "", found.evidence)
+        try:
+            rule_checks, claim_checks = review.checks(suggestion, found.evidence)
+        except InputError as error:
+            self._say(str(error))
+            return
         self.panel.set_evidence_checks(rule_checks, claim_checks)
 
     def _on_evidence_measured(self, epoch: int) -> None:
@@ -371,11 +316,12 @@ class AIReview(QObject):
             self._show_checks(self.panel.suggestion, epoch)
 
     def _on_suggestion_ready(self, epoch: int) -> None:
-        store, model_id = self._store(), self.controller.model_id
-        if store is None or model_id is None:
-            return
+        if self.suggestion_review is not None:
+            self.suggestion_review.answer_stored(epoch)     # -> _on_suggestion_stored
+
+    def _on_suggestion_stored(self, epoch: int) -> None:
         try:
-            suggestion = self.offered(store.get(epoch, model_id, self.controller.renderer_version))
+            suggestion = self.suggestion_review.suggestion(epoch)
         except InputError:
             return
         self.window.hypnogram.set_suggestion(epoch, None if suggestion is None
@@ -411,57 +357,56 @@ class AIReview(QObject):
 
     # -- the technologist's answer -------------------------------------------------------
     def accept(self) -> Decision | None:
-        """Take the model's stage for this epoch (ai_accepted), then go to the next epoch."""
-        session = self.session
-        if session is None:
-            return None
-        suggestion = self.current_suggestion()
-        if suggestion is None:
-            self._say(NOT_SCORED_TEXT)
+        """Take the offered stage for this epoch (ai_accepted), then go to the next epoch."""
+        review = self.suggestion_review
+        if review is None:
             return None
         try:
-            return session.accept_suggestion(suggestion)
-        except (InputError, ValueError) as error:
+            return review.accept()
+        except (InputError, ValueError) as error:     # NoSuggestion says "not scored yet"
             self._say(str(error))
             return None
 
     def arm_override(self) -> bool:
         """Override: the next stage key names the technologist's stage."""
-        if self.session is None:
+        review = self.suggestion_review
+        if review is None:
             return False
-        if self.current_suggestion() is None:
-            self._say(f"Nothing to override: {NOT_SCORED_TEXT.lower()}")
+        try:
+            review.arm_override()                      # -> _on_override_armed
+        except (InputError, ValueError) as error:
+            self._say(str(error))
             return False
-        self.override_armed = True
-        self.panel.set_override_armed(True)
-        self.update_actions()
         self._say("Override: press W, 1, 2, 3 or R for your stage (Esc cancels)")
         return True
 
     def cancel_override(self) -> None:
-        self.override_armed = False
-        self.panel.set_override_armed(False)
+        if self.suggestion_review is not None:
+            self.suggestion_review.cancel_override()   # -> _on_override_armed
+
+    def _on_override_armed(self, armed: bool) -> None:
+        self.panel.set_override_armed(armed)
         self.update_actions()
 
     def override_with(self, stage: Stage) -> Decision | None:
-        """Score ``stage`` against the model's suggestion (ai_overridden) with a required note."""
-        self.cancel_override()
-        session, suggestion = self.session, self.current_suggestion()
-        if session is None or suggestion is None:
+        """Score ``stage`` against the offered suggestion (ai_overridden) with a required note."""
+        review = self.suggestion_review
+        if review is None:
             return None
-        if suggestion.stage is stage:
-            self._say(f"{stage.label} is the suggested stage: press Enter to accept it")
+        try:
+            suggestion = review.override_target(stage)
+        except NoSuggestion:
+            return None
+        except (InputError, ValueError) as error:
+            self._say(str(error))
             return None
         note = self.panel.ask_note(stage, suggestion)
         if note is None:
             self._say("Override cancelled: nothing was recorded")
             return None
-        if not note.strip():
-            self._say(NOTE_REQUIRED)
-            return None
         try:
-            return session.override_suggestion(suggestion, stage, note)
-        except (InputError, ValueError) as error:
+            return review.override(stage, note)
+        except (InputError, ValueError) as error:     # NOTE_REQUIRED for an empty note
             self._say(str(error))
             return None
 
@@ -469,8 +414,12 @@ class AIReview(QObject):
     def session_opened(self, session: ReviewSession) -> None:
         self.controller.set_study(session.study.path)
         self._explaining.clear()
-        self._opinions = None
-        self.stager_unavailable = False
+        review = SuggestionReview(session, key=self.controller.key,
+                                  source=self.settings.suggested_stage_from)
+        review.suggestions_changed.connect(self.refresh)
+        review.suggestion_stored.connect(self._on_suggestion_stored)
+        review.override_armed_changed.connect(self._on_override_armed)
+        self.suggestion_review = review
         self.refresh()
         self.update_actions()
 
@@ -480,9 +429,8 @@ class AIReview(QObject):
             self.controller.cancel()
         self.controller.set_study(None)
         self._explaining.clear()
-        self._opinions = None
-        if self.override_armed:
-            self.cancel_override()
+        self.cancel_override()
+        self.suggestion_review = None
         self.window.hypnogram.clear_suggestions()
         self.panel.show_suggestion(None, self.rules)
         self.update_actions()

@@ -34,7 +34,7 @@ from ..core.pipeline.scoring_run import ScoringRun
 from ..core.signals.montage import Montage
 from ..core.signals.recording import Recording
 from ..core.signals.render import RENDERER_VERSION
-from ..core.study.suggestions import RATIONALE
+from ..core.study.suggestions import RATIONALE, SuggestionKey
 from ..errors import InputError
 
 _WAKE_POLL_S = 0.1
@@ -262,6 +262,11 @@ class ModelController(QObject):
     @property
     def has_model(self) -> bool:
         return self.model_id is not None
+
+    @property
+    def key(self) -> SuggestionKey | None:
+        """The loaded model's answers (model and renderer, both passes); None without one."""
+        return None if self.model_id is None else SuggestionKey(self.model_id, self.renderer_version)
 
     @property
     def paused(self) -> bool:

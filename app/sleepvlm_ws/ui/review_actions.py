@@ -1,8 +1,10 @@
 """The window's review features: the second opinion, the review queue, bulk acceptance.
 
-``ReviewActions`` keeps the open session's ``core.review.review_queue.ReviewQueue`` up to date (from
-the model's stored suggestions, the stored second opinion and, once measured in this session,
-the signal evidence), marks flagged epochs on the hypnogram, moves to the next / previous
+``ReviewActions`` is a view of the open session's review queue, which the session's
+``core.review.suggestion_review.SuggestionReview`` builds (from the model's stored suggestions,
+the stored second opinion and, once measured in this session, the signal evidence). It asks
+for a rebuild when the suggestions change (throttled while a run stores answers), marks flagged
+epochs on the hypnogram, moves to the next / previous
 flagged epoch in time (F / ], Shift+F / [) or to the least confident one not yet reviewed (L:
 worst first) and says "reviewed X of Y flagged". "Run second opinion" runs YASA and measures
 the evidence in a QThread; the GUI thread stores the result (the study is used by one thread).
@@ -15,8 +17,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ..core.base.probabilities import format_percent
-from ..core.review.review_queue import ReviewQueue, build_queue, status_text
-from ..core.study.suggestions import SuggestionStore
+from ..core.review.review_queue import ReviewQueue, status_text
 from ..core.trust import second_opinion
 from ..core.trust.evidence import measure_recording
 from ..errors import InputError
@@ -55,8 +56,6 @@ class ReviewActions(QObject):
     def __init__(self, window):
         super().__init__(window)
         self.window = window
-        self.queue: ReviewQueue | None = None
-        self.evidence = None
         self.bulk_box: QMessageBox | None = None
         self.last_message = ""
         self._thread: QThread | None = None
@@ -68,17 +67,26 @@ class ReviewActions(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(REBUILD_DELAY_MS)
         self._timer.timeout.connect(self.rebuild)
-        controller = window.ai.controller
-        # a throttle, not a debounce: restarting the timer on every answer would starve the
-        # rebuild while answers come faster than REBUILD_DELAY_MS (a lab server's run)
-        controller.suggestion_ready.connect(
-            lambda _epoch: None if self._timer.isActive() else self._timer.start())
-        controller.finished.connect(lambda _summary: self.rebuild())
-        controller.model_loaded.connect(lambda _label: self.rebuild())
+        window.ai.controller.finished.connect(lambda _summary: self.rebuild())
 
     @property
     def session(self):
         return self.window.session
+
+    @property
+    def suggestion_review(self):
+        """The open session's ``SuggestionReview`` (None without a session)."""
+        return self.window.ai.suggestion_review
+
+    @property
+    def queue(self) -> ReviewQueue | None:
+        review = self.suggestion_review
+        return None if review is None else review.queue
+
+    @property
+    def evidence(self):
+        review = self.suggestion_review
+        return None if review is None else review.evidence
 
     @property
     def running(self) -> bool:
@@ -97,43 +105,32 @@ class ReviewActions(QObject):
             actions["second_opinion"].setEnabled(has and not self.running)
 
     # -- the queue -----------------------------------------------------------------------
-    def _suggestions(self) -> dict:
-        """The suggestions under review (the loaded model's, else the study's latest model's),
-        as offered: led by the stager where the setting says so."""
-        store = SuggestionStore(self.session.study)
-        model_id = self.window.ai.controller.model_id
-        if model_id is not None:
-            found = store.all_for(model_id, self.window.ai.controller.renderer_version)
-        else:
-            models = store.models()
-            found = store.all_for(models[0][0], models[0][1]) if models else {}
-        return self.window.ai.offered_all(found)
+    def _answer_stored(self, _epoch: int) -> None:
+        # a throttle, not a debounce: restarting the timer on every answer would starve the
+        # rebuild while answers come faster than REBUILD_DELAY_MS (a lab server's run)
+        if not self._timer.isActive():
+            self._timer.start()
 
     def rebuild(self) -> None:
         """Rebuild the queue from the study (and this session's evidence); redraw the flags."""
         self._timer.stop()
-        session = self.session
-        if session is None:
-            self.queue = None
-        else:
-            try:
-                opinions = self.window.ai.opinions()
-                self.queue = build_queue(session.n_epochs, self._suggestions(),
-                                         second_opinions=opinions, evidence=self.evidence)
-            except InputError as error:
-                self._say(str(error))
-                self.queue = None
-        self.refresh_flags()
+        review = self.suggestion_review
+        if review is None:
+            self.refresh_flags()
+            return
+        try:
+            review.rebuild_queue()          # -> queue_changed -> refresh_flags
+        except InputError as error:
+            self._say(str(error))
 
-    def refresh_flags(self) -> None:
+    def refresh_flags(self, _queue=None) -> None:
         """Hypnogram marks and the status bar, after a stage changed or the queue was rebuilt."""
-        session, queue = self.session, self.queue
-        if session is None or queue is None:
+        review = self.suggestion_review
+        if review is None or review.queue is None:
             self.window.hypnogram.set_flags([])
         else:
-            stages = session.stages()
-            self.window.hypnogram.set_flags(
-                queue.flagged, reviewed=[e for e in queue.flagged if stages[e].is_scored])
+            flagged, reviewed = review.reviewed_flags()
+            self.window.hypnogram.set_flags(flagged, reviewed=reviewed)
         self.window._update_status()
 
     def stage_changed(self, epoch: int) -> None:
@@ -231,15 +228,12 @@ class ReviewActions(QObject):
         if not self._end_run():
             self.finished.emit()
             return
-        try:
-            added = second_opinion.store(self.session.study, result, self.session.scorer)
+        try:    # offers the stages anew and rebuilds the queue (its events)
+            added = self.suggestion_review.store_second_opinion(result, evidence)
         except (InputError, ValueError) as error:
             self.window.show_error("Second opinion", str(error))
             self.finished.emit()
             return
-        self.evidence = evidence
-        self.window.ai.second_opinion_changed()
-        self.rebuild()
         flagged = len(self.queue.flagged) if self.queue is not None else 0
         self._say(f"Second opinion ({result.method}): {len(result.opinions)} epochs, "
                   f"{added} newly stored; {flagged} epochs flagged for review")
@@ -250,7 +244,7 @@ class ReviewActions(QObject):
         same = self._end_run()
         if same:
             if self._quiet:
-                self.window.ai.stager_unavailable = True    # not asked again for this study
+                self.suggestion_review.stager_failed()     # not asked again for this study
                 self._say(f"Suggested stages come from the model: {message}")
             else:
                 self._say(message)
@@ -295,12 +289,12 @@ class ReviewActions(QObject):
 
     def accept_unflagged(self) -> int:
         """Accept every unflagged, unscored suggestion now (no question); returns the count."""
-        session, queue = self.session, self.queue
-        if session is None or queue is None:
+        review = self.suggestion_review
+        if review is None or review.queue is None:
             return 0
         self._bulk = True
         try:
-            decisions = session.accept_unflagged(queue)
+            decisions = review.accept_unflagged()
         except (InputError, ValueError) as error:
             self.window.show_error("Accept all unflagged", str(error))
             return 0
@@ -313,13 +307,15 @@ class ReviewActions(QObject):
 
     # -- the session ---------------------------------------------------------------------
     def session_opened(self) -> None:
-        self.evidence = None
+        review = self.suggestion_review
+        review.suggestions_changed.connect(self.rebuild)
+        review.suggestion_stored.connect(self._answer_stored)
+        review.queue_changed.connect(self.refresh_flags)
         self.rebuild()
         self.update_actions()
 
     def session_closing(self) -> None:
         self._timer.stop()
-        self.queue, self.evidence = None, None
         self.window.hypnogram.set_flags([])
 
     def shutdown(self) -> None:

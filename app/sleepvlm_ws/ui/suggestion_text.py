@@ -83,14 +83,6 @@ def describe_flag(flag: str, suggestion: Suggestion, *, from_rationale: bool = F
     return texts.get(name, str(flag).replace("_", " "))
 
 
-def rationale_only_flags(merged: Suggestion, fast: Suggestion | None) -> tuple[str, ...]:
-    """The flags of a merged suggestion (``SuggestionStore.get``) that only its rationale
-    answer carries, given the fast answer as stored (``get_pass(..., FAST)``)."""
-    if fast is None or merged.rationale is None or merged.pass_name != fast.pass_name:
-        return ()
-    return tuple(f for f in merged.flags if f not in fast.flags and f != RATIONALE_DISAGREES)
-
-
 def confidence_text(suggestion: Suggestion) -> str:
     """``· 87 %``: the model's probability for its suggested stage (``· —`` when unknown)."""
     p = suggestion.stage_probability if suggestion.stage is not None else None

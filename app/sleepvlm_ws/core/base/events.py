@@ -12,10 +12,24 @@ class EventEmitter:
         self._callbacks: list[Callable[..., Any]] = []
 
     def connect(self, callback: Callable[..., Any]) -> None:
+        """Add ``callback`` to the callbacks :meth:`emit` calls; connecting it twice adds it once.
+
+        Parameters
+        ----------
+        callback : callable
+            Called with the arguments of every later :meth:`emit`, after those connected before it.
+        """
         if callback not in self._callbacks:
             self._callbacks.append(callback)
 
     def disconnect(self, callback: Callable[..., Any]) -> None:
+        """Remove ``callback``; a callback that is not connected is ignored.
+
+        Parameters
+        ----------
+        callback : callable
+            A callback given to :meth:`connect`.
+        """
         if callback in self._callbacks:
             self._callbacks.remove(callback)
 

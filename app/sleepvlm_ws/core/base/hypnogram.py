@@ -50,15 +50,53 @@ class Hypnogram:
         return self.n_epochs * self.epoch_s
 
     def onset(self, i: int) -> float:
-        """Seconds from the recording start to the start of epoch ``i``."""
+        """Seconds from the recording start to the start of epoch ``i``.
+
+        Parameters
+        ----------
+        i : int
+            Epoch index (0 is the first epoch; not checked against :attr:`n_epochs`).
+
+        Returns
+        -------
+        float
+            ``i * epoch_s``.
+        """
         return i * self.epoch_s
 
     def clock_time(self, i: int) -> datetime | None:
-        """Wall-clock start of epoch ``i`` (None when the recording start is unknown)."""
+        """Wall-clock start of epoch ``i``.
+
+        Parameters
+        ----------
+        i : int
+            Epoch index (0 is the first epoch).
+
+        Returns
+        -------
+        datetime or None
+            :attr:`start` plus :meth:`onset` seconds; None when the recording start is unknown.
+        """
         return None if self.start is None else self.start + timedelta(seconds=self.onset(i))
 
     def fitted(self, n_epochs: int) -> "Hypnogram":
-        """A copy cut or padded (with unscored epochs) to exactly ``n_epochs`` epochs."""
+        """A copy cut or padded (with unscored epochs) to exactly ``n_epochs`` epochs.
+
+        Parameters
+        ----------
+        n_epochs : int
+            Length of the copy, in epochs.
+
+        Returns
+        -------
+        Hypnogram
+            A new hypnogram with the same epoch length, start and warnings.
+
+        Raises
+        ------
+        ValueError
+            When ``n_epochs`` is negative.
+        """
         if n_epochs < 0:
             raise ValueError(f"number of epochs must not be negative, not {n_epochs}")
         stages = self.stages[:n_epochs] + [Stage.UNSCORED] * (n_epochs - self.n_epochs)
@@ -83,12 +121,35 @@ class Hypnogram:
                       start: datetime | None = None, n_epochs: int | None = None) -> "Hypnogram":
         """Lay scored periods onto the epoch grid.
 
-        Each period ``(onset_s, duration_s, stage)`` fills ``round(duration / epoch)`` epochs
-        (at least one; a missing or zero duration means one epoch) from the epoch containing
-        its onset. Epochs no period covers are unscored; a later period overrides an earlier
-        one. ``n_epochs`` cuts or pads the result. Everything adjusted is described in
-        ``warnings``. Raises ``ValueError`` for a period that is not a number or lies absurdly
-        far out.
+        Each period fills ``round(duration / epoch)`` epochs (at least one; a missing, zero or
+        negative duration means one epoch) from the epoch containing its onset (an onset within
+        1 ms of an epoch boundary starts on it). Epochs no period covers are unscored; a later
+        period overrides an earlier one; the part of a period before the recording start is
+        dropped. Everything adjusted is described in ``warnings``.
+
+        Parameters
+        ----------
+        segments : iterable of (onset_s, duration_s, stage)
+            Scored periods: onset in seconds from the recording start, duration in seconds (or
+            None), and a stage in any spelling :func:`parse_stage` reads.
+        epoch_s : float, optional
+            Epoch length in seconds (default 30).
+        start : datetime or None, optional
+            Wall-clock recording start, kept on the result.
+        n_epochs : int or None, optional
+            Cut or pad the result to this many epochs (negative counts as 0); scored epochs cut
+            off are counted in a warning. None: end with the last period.
+
+        Returns
+        -------
+        Hypnogram
+            The stages on the grid, with ``warnings`` describing every adjustment.
+
+        Raises
+        ------
+        ValueError
+            For an onset or duration that is not a finite number, a stage no spelling matches,
+            or a period running past ``MAX_EPOCHS`` epochs.
         """
         epoch_s = float(epoch_s)
         placed: dict[int, Stage] = {}

@@ -12,7 +12,19 @@ __all__ = ["probabilities_to_json", "probabilities_from_json", "format_percent"]
 
 
 def probabilities_to_json(probabilities: Mapping) -> dict[str, float]:
-    """``{"W": p, "N1": p, ...}`` in stage order (keys are stage values)."""
+    """The five stage probabilities as plain JSON: ``{"W": p, "N1": p, ...}`` in stage order.
+
+    Parameters
+    ----------
+    probabilities : mapping
+        Stage -> probability; keys may be Stages or their values (``"W"``, ``"N1"``, ...). A stage
+        that is absent becomes 0.0; other keys are ignored. Values are not checked.
+
+    Returns
+    -------
+    dict of str to float
+        ``"W"``, ``"N1"``, ``"N2"``, ``"N3"``, ``"R"`` -> probability, in that order.
+    """
     out = {}
     for stage in SLEEP_STAGES:
         value = probabilities.get(stage, probabilities.get(stage.value, 0.0))
@@ -21,8 +33,21 @@ def probabilities_to_json(probabilities: Mapping) -> dict[str, float]:
 
 
 def probabilities_from_json(data: object) -> dict[Stage, float] | None:
-    """The five probabilities from ``{"W": p, ...}`` (stage values or Stages as keys); None when
-    ``data`` is None or not a complete, finite distribution in [0, 1]."""
+    """The five stage probabilities read back strictly from ``{"W": p, ...}``.
+
+    Parameters
+    ----------
+    data : object
+        What the study stored: a mapping with stage values or Stages as keys. Anything else
+        (None included) reads as no probabilities.
+
+    Returns
+    -------
+    dict of Stage to float or None
+        W, N1, N2, N3, R -> probability, each clipped into [0, 1]. None when ``data`` is not a
+        mapping, lacks a stage, holds a value that is not a finite number in [0, 1] (booleans are
+        refused), or its five values do not sum to 1 (within 1e-6).
+    """
     if not isinstance(data, Mapping):
         return None
     out = {}
@@ -41,7 +66,20 @@ def probabilities_from_json(data: object) -> dict[Stage, float] | None:
 
 
 def format_percent(p: float | None) -> str:
-    """``87 %`` (whole percent; ``<1 %`` / ``>99 %`` at the ends); ``—`` when unknown."""
+    """A probability as the technologist reads it: whole percent, e.g. ``87 %``.
+
+    Parameters
+    ----------
+    p : float or None
+        A probability in [0, 1].
+
+    Returns
+    -------
+    str
+        ``"<1 %"`` for 0 < p < 0.005 and ``">99 %"`` for 0.995 <= p < 1; otherwise ``round(100 * p)``
+        and `` %`` (Python rounds halves to even: exactly 0.005 shows ``0 %``); ``"—"`` when ``p``
+        is None, not a number or not finite.
+    """
     if p is None or not isinstance(p, (int, float)) or not math.isfinite(p):
         return "\u2014"
     if 0 < p < 0.005:

@@ -35,7 +35,19 @@ class Rule:
     depends_on_neighbours: bool  # checked against the neighbouring epochs' stages (hypnogram)
 
     def fits(self, stage: Stage | str | None) -> bool:
-        """True when an answer of ``stage`` may cite this rule."""
+        """True when an answer of ``stage`` may cite this rule.
+
+        Parameters
+        ----------
+        stage : Stage, str or None
+            The answer's stage: a sleep stage (W, N1, N2, N3, R) or its exact value (``"N2"``).
+
+        Returns
+        -------
+        bool
+            True when the stage is in :attr:`may_accompany`; False for anything else, including
+            other spellings (``"REM"``), unscored, artefact and None.
+        """
         try:
             stage = _sleep_stage(stage)
         except ValueError:

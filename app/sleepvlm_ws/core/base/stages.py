@@ -66,7 +66,26 @@ _LOOKUP = {alias: stage for stage, names in _ALIASES.items() for alias in names}
 
 
 def parse_stage(text: object) -> Stage:
-    """Read a stage from any common spelling; raise ``ValueError`` if it is not one."""
+    """Read a stage from any common spelling.
+
+    Case, surrounding spaces and repeated inner spaces are ignored. R&K stage 4 reads as N3 and
+    movement time as artefact; ``""``, ``"?"``, ``"nan"``, ``"-1"`` and ``"9"`` read as unscored.
+
+    Parameters
+    ----------
+    text : object
+        A Stage (returned as it is), or text or a number whose ``str()`` is one of the spellings
+        labs and file formats use (``"W"``, ``"Wake"``, ``"Sleep stage 2"``, ``"REM"``, ``3``, ...).
+
+    Returns
+    -------
+    Stage
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is no known spelling of a stage (``3.0`` is not: its text is ``"3.0"``).
+    """
     if isinstance(text, Stage):
         return text
     key = " ".join(str(text).strip().lower().split())
@@ -77,7 +96,18 @@ def parse_stage(text: object) -> Stage:
 
 
 def epoch_count(duration_s: float) -> int:
-    """Whole 30-s epochs in a recording of ``duration_s`` seconds (a partial tail is dropped)."""
+    """Whole 30-s epochs in a recording of ``duration_s`` seconds (a partial tail is dropped).
+
+    Parameters
+    ----------
+    duration_s : float
+        The recording's length in seconds (0 or more).
+
+    Returns
+    -------
+    int
+        ``floor(duration_s / 30)``, e.g. 2 for 89.9 s.
+    """
     return int(duration_s // EPOCH_SECONDS + 1e-9)
 
 

@@ -80,7 +80,20 @@ def default_prompt_file() -> Path:
 
 
 def pack_folder_name(name: str) -> str:
-    """A folder name for a pack called ``name``."""
+    """A folder name for a pack called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The pack's name as the user gave it.
+
+    Returns
+    -------
+    str
+        ``name`` stripped, each run of characters other than ASCII letters, digits, ``.``, ``_``
+        and ``-`` replaced by one ``-``, leading and trailing ``-`` and ``.`` removed;
+        ``"model-pack"`` when nothing is left.
+    """
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
     return slug or "model-pack"
 
@@ -220,15 +233,64 @@ def convert_checkpoint(hf_dir: str | Path, out_dir: str | Path, *, name: str,
                        converter_cache: str | Path | None = None,
                        converter_source: str | Path | None = None,
                        renderer_version: str | None = None) -> Path:
-    """Convert a Qwen2.5-VL checkpoint folder into a model pack at ``out_dir``; return ``out_dir``.
+    """Convert a Qwen2.5-VL checkpoint folder into a model pack at ``out_dir``.
 
-    ``renderer_version``: the pixels the model was trained on (default: the workstation's,
-    ``model_pack.RENDERER_VERSION``; the v2 training recipe renders ``svlm-render-2``).
+    The checkpoint folder is never written. The pack is assembled in a hidden staging folder
+    beside ``out_dir`` and renamed into place at the end, so a failed or cancelled conversion
+    leaves nothing half-made. The converter children's output goes to a log in the user data
+    folder's ``logs/`` (kept).
 
-    ``prompt_file``: the system prompt the model was trained with (default: the workstation's own,
-    ``resources/prompts/``). ``licence``: the weights' licence (default: the checkpoint README's
-    ``license:``). ``progress(message)`` gets one line per step; ``cancel.is_set()`` stops it.
-    Bad input and converter failures raise ModelPackError (one line).
+    Parameters
+    ----------
+    hf_dir : str or Path
+        The Hugging Face checkpoint folder (``config.json``, weights, tokenizer files and
+        ``preprocessor_config.json``): full BF16/F16 weights, not quantised, not a LoRA adapter.
+    out_dir : str or Path
+        Where the pack goes: a folder that does not exist yet, or an empty one.
+    name : str
+        The pack's name (required, not blank).
+    quant : str
+        The language model's quantisation, one of ``QUANT_FTYPES`` (case-insensitive; default
+        ``"Q4_K_M"``; ``"F16"`` leaves it unquantised). The vision projector always stays f16.
+    prompt_file : str or Path, optional
+        The system prompt the model was trained with, UTF-8 text (default: the workstation's own,
+        ``resources/prompts/``).
+    licence : str, optional
+        The weights' licence (default: ``license:`` in the checkpoint README's front matter, else
+        "unspecified (see the source checkpoint)").
+    version : str
+        The pack's version (default ``"1"``).
+    context_size : int, optional
+        The context size the manifest declares, in tokens, at least 512 (default: 8192, or the
+        model's ``max_position_embeddings`` when smaller).
+    progress : callable, optional
+        ``progress(message)`` gets one line per step.
+    cancel : object, optional
+        Anything with ``is_set()`` (a ``threading.Event``); once set, the running child is
+        stopped and the conversion ends with ModelPackError.
+    converter_cache : str or Path, optional
+        Where llama.cpp's converter is kept once fetched (default: ``converter/`` in the user data
+        folder).
+    converter_source : str or Path, optional
+        A llama.cpp source folder or a llama-cpp-python sdist to take the converter from (default:
+        ``$SLEEPVLM_WS_LLAMA_CPP_SRC``, else the sdist is fetched with pip, once per version).
+    renderer_version : str, optional
+        The pixels the model was trained on (default: the workstation's,
+        ``model_pack.RENDERER_VERSION``; the v2 training recipe renders ``svlm-render-2``). Not
+        checked here: ``verify_pack`` refuses a pack that declares a renderer it does not know.
+
+    Returns
+    -------
+    Path
+        ``out_dir`` (``~`` expanded), holding ``lm.gguf``, ``mmproj.gguf``, the prompt file, a stub
+        ``MODEL_CARD.md`` and ``manifest.json``.
+
+    Raises
+    ------
+    ModelPackError
+        One line, for bad input (a checkpoint that cannot be converted, ``out_dir`` not empty, an
+        unknown quantisation, an unreadable or empty prompt file, converter packages missing) and
+        for a converter failure or a cancellation.
     """
     say = progress or (lambda _m: None)
     hf = Path(hf_dir).expanduser()

@@ -219,10 +219,25 @@ def _child_verdict(status: int | None, out: str, err: str, timeout: float) -> tu
 
 
 def validate_grammar_in_child(gbnf: str, timeout: float = 30) -> tuple[bool, str]:
-    """Parse ``gbnf`` with llama.cpp in a separate process: (accepted, one-line message).
+    """Parse ``gbnf`` with llama.cpp in a separate process.
 
     A crash of the child (llama-cpp-python segfaults on some bad grammars) is reported with the
     signal's name; the calling process is never at risk.
+
+    Parameters
+    ----------
+    gbnf : str
+        The grammar (GBNF text).
+    timeout : float
+        Seconds the child may take (default 30); a child still running then is stopped and the
+        grammar counts as not accepted.
+
+    Returns
+    -------
+    tuple of (bool, str)
+        ``(True, "ok")`` when llama.cpp accepts the grammar, else ``(False, message)``: one line
+        saying why (empty, a NUL character or unpaired surrogate, rejected by llama.cpp, a crash,
+        a timeout, llama-cpp-python not importable).
     """
     if not isinstance(gbnf, str) or not gbnf.strip():
         return False, "the grammar is empty"

@@ -62,13 +62,36 @@ class GrammarGuide:
         self.full_passes = 0
 
     def allows(self, token: int) -> bool:
+        """True when the grammar, in its present state, allows ``token`` next (one-token check).
+
+        Parameters
+        ----------
+        token : int
+            Token id in the model's vocabulary.
+
+        Returns
+        -------
+        bool
+            Whether the grammar leaves the token's logit finite; the grammar state is unchanged.
+        """
         self._one["id"] = token
         self._one["logit"] = 0.0
         llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(self._array(self._one)))
         return bool(np.isfinite(self._one["logit"][0]))
 
     def best_allowed(self, logits: np.ndarray) -> int | None:
-        """The highest-logit token the grammar allows (first on ties); None if none is."""
+        """The highest-logit token the grammar allows (first on ties): a full pass.
+
+        Parameters
+        ----------
+        logits : numpy.ndarray
+            One logit per vocabulary token (``n_vocab`` floats).
+
+        Returns
+        -------
+        int or None
+            The token id, or None when the grammar allows no token. Adds one to ``full_passes``.
+        """
         self.full_passes += 1
         self._all["logit"] = logits
         llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(self._array(self._all)))
@@ -77,7 +100,18 @@ class GrammarGuide:
         return token if np.isfinite(masked[token]) else None
 
     def masked(self, logits: np.ndarray) -> np.ndarray:
-        """A copy of ``logits`` with every token the grammar refuses set to -inf (a full pass)."""
+        """A copy of ``logits`` with every token the grammar refuses set to -inf (a full pass).
+
+        Parameters
+        ----------
+        logits : numpy.ndarray
+            One logit per vocabulary token (``n_vocab`` floats); not changed.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 logits, -inf where refused. Adds one to ``full_passes``.
+        """
         self.full_passes += 1
         self._all["logit"] = logits
         llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(self._array(self._all)))
@@ -95,6 +129,13 @@ class GrammarGuide:
         return other
 
     def accept(self, token: int) -> None:
+        """Advance the grammar past ``token``, the token chosen at this step.
+
+        Parameters
+        ----------
+        token : int
+            Token id the grammar allows now (see :meth:`allows`).
+        """
         llama_cpp.llama_sampler_accept(self._sampler, token)
 
     def close(self) -> None:

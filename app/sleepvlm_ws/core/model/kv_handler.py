@@ -122,8 +122,28 @@ class PromptKVChatHandler(MTMDChatHandler):
     # ------------------------------------------------------------------ prompt text
 
     def render_prompt(self, llama, messages: list[dict]) -> tuple[str, list[str]]:
-        """The chat template of the GGUF applied to ``messages`` (media as libmtmd markers),
-        rendered the way the stock handler renders it; and the image URLs in order."""
+        """The GGUF's chat template applied to ``messages``, rendered as the stock handler does.
+
+        Parameters
+        ----------
+        llama : llama_cpp.Llama
+            The loaded model (its chat template, BOS and EOS tokens).
+        messages : list of dict
+            OpenAI-style chat messages; images as ``image_url`` content parts.
+
+        Returns
+        -------
+        text : str
+            The prompt, with libmtmd's media marker where each image goes and the generation
+            prompt (assistant header) at the end.
+        image_urls : list of str
+            The images' URLs in prompt order.
+
+        Raises
+        ------
+        ValueError
+            When the template itself raises (``raise_exception``), e.g. for roles it refuses.
+        """
         image_urls = self.get_image_urls(messages)
         marker = self._mtmd_cpp.mtmd_default_marker().decode("utf-8")
         source = self._get_chat_template(llama)
@@ -196,7 +216,28 @@ class PromptKVChatHandler(MTMDChatHandler):
         return 0
 
     def evaluate_prompt(self, llama, text: str, images: list[bytes], max_new_tokens: int) -> None:
-        """Tokenise ``text`` with ``images`` and evaluate it into the KV cache (seq 0)."""
+        """Tokenise ``text`` with ``images`` and evaluate it into the KV cache (seq 0).
+
+        The first text piece is reused when the cache still holds exactly it; image embeddings
+        come from the cache when ``image_cache_size`` > 0. What it cost is left in ``last_stats``.
+
+        Parameters
+        ----------
+        llama : llama_cpp.Llama
+            The loaded model.
+        text : str
+            The rendered prompt (see :meth:`render_prompt`), with one media marker per image.
+        images : list of bytes
+            The image files (PNG or JPEG), in marker order.
+        max_new_tokens : int
+            Tokens the context must still hold after the prompt (at least 1 is assumed).
+
+        Raises
+        ------
+        ValueError
+            When the prompt plus ``max_new_tokens`` exceeds the context, the prompt cannot be
+            tokenised, or an image cannot be decoded or evaluated. The kept prefix is dropped.
+        """
         self._init_mtmd_context(llama)
         stats = self.last_stats = RequestStats()
         t0 = time.perf_counter()

@@ -218,7 +218,26 @@ def write_manifest(manifest: PackManifest, pack_dir: Path) -> Path:
 
 
 def load_manifest(pack_dir: str | Path) -> PackManifest:
-    """Read and validate ``manifest.json`` of a pack folder (or the manifest file itself)."""
+    """Read and validate ``manifest.json`` of a pack folder (or the manifest file itself).
+
+    Only the manifest is read; the pack's files are not checked (see :func:`verify_pack`).
+
+    Parameters
+    ----------
+    pack_dir : str or Path
+        The pack folder, or its ``manifest.json``.
+
+    Returns
+    -------
+    PackManifest
+        What the manifest says, with ``pack_dir`` set to the resolved pack folder.
+
+    Raises
+    ------
+    ModelPackError
+        One line, when the folder or its manifest is missing or unreadable, the manifest is not
+        UTF-8 JSON or not a valid manifest, or its format version is newer than this workstation reads.
+    """
     pack_dir = Path(pack_dir)
     if pack_dir.name == MANIFEST_NAME and pack_dir.is_file():
         pack_dir = pack_dir.parent
@@ -242,10 +261,32 @@ def verify_pack(pack_dir: str | Path, *, cache: HashCache | None | bool = True,
                 progress=None) -> PackManifest:
     """Check every file of a pack against its manifest; return the manifest when all match.
 
-    Runs before anything is loaded: a missing file, a size that differs (truncated or replaced)
-    or a SHA-256 that differs (changed or corrupt) raises ModelPackError naming the file.
-    ``cache``: True for the per-user hash cache, False/None to hash everything, or a HashCache.
-    ``progress(done_bytes, total_bytes)`` is called while hashing.
+    Runs before anything is loaded. Sizes are checked first (nothing is hashed if a file is
+    missing), then SHA-256 hashes.
+
+    Parameters
+    ----------
+    pack_dir : str or Path
+        The pack folder (or its ``manifest.json``).
+    cache : HashCache, bool or None
+        True (default) for the per-user hash cache, so unchanged files are not rehashed; False or
+        None to hash everything; or a HashCache to use. The cache is saved even when a check fails.
+    progress : callable, optional
+        ``progress(done_bytes, total_bytes)``, called while files are hashed (hashes taken from
+        the cache report no bytes).
+
+    Returns
+    -------
+    PackManifest
+        The pack's manifest, as :func:`load_manifest` reads it.
+
+    Raises
+    ------
+    ModelPackError
+        One line naming the file: a manifest that cannot be read (see :func:`load_manifest`), one
+        that expects a renderer, request layout or answer schema this workstation does not
+        provide, or a listed file that is missing, not a file, of another size (truncated or
+        replaced) or of another SHA-256 (changed or corrupt).
     """
     manifest = load_manifest(pack_dir)
     if manifest.renderer_version not in RENDERERS or manifest.request_layout != REQUEST_LAYOUT \
@@ -318,8 +359,22 @@ def list_packs(search_dirs: Iterable[str | Path] | None = None, *,
     """Every pack found in ``search_dirs`` (a folder that is a pack, or holds packs one level down).
 
     Manifests are read, not verified (that hashes gigabytes): call :func:`verify_pack` before
-    loading one. Folders with a broken manifest are skipped; their errors go into ``problems``.
-    Sorted by name, then version; a pack reachable through two search folders is listed once.
+    loading one. A pack reachable through two search folders is listed once.
+
+    Parameters
+    ----------
+    search_dirs : iterable of str or Path, optional
+        The folders to look in; those that do not exist are skipped. Default:
+        ``default_search_dirs()`` (the repository's or the bundle's ``models/``, the user's
+        ``packs/``, ``$SLEEPVLM_WS_PACKS``).
+    problems : list of ModelPackError, optional
+        Receives the error of each folder whose manifest is broken (such folders are skipped
+        either way).
+
+    Returns
+    -------
+    list of PackManifest
+        Sorted by name (ignoring case), then version.
     """
     seen: set[Path] = set()
     found: list[PackManifest] = []

@@ -33,9 +33,36 @@ class Piece:
 
 
 def tokenize_prompt(mtmd, mctx, text: str, images: list[bytes]) -> tuple[object, list[Piece]]:
-    """``text`` (with libmtmd's media markers) and ``images`` -> (the libmtmd chunks, which the
-    caller frees with ``mtmd_input_chunks_free`` once done with the image pieces; the pieces).
-    Empty text pieces are left out. A problem is a ValueError with a one-line message."""
+    """Tokenise a request's text and images with libmtmd into the pieces the caller evaluates.
+
+    Parameters
+    ----------
+    mtmd : module
+        llama-cpp-python's libmtmd bindings.
+    mctx : object
+        The libmtmd context (vision projector loaded).
+    text : str
+        The prompt, with libmtmd's media marker where each image goes.
+    images : list of bytes
+        The image files (PNG or JPEG), in marker order.
+
+    Returns
+    -------
+    chunks : object
+        The libmtmd chunks. The image pieces point into them: the caller frees them with
+        ``mtmd_input_chunks_free`` once done with those pieces.
+    pieces : list of Piece
+        Text and image pieces in prompt order; empty text pieces are left out. An image piece's
+        ``key`` is the SHA-256 of its bytes (None when libmtmd made another number of image
+        chunks than there are images).
+
+    Raises
+    ------
+    ValueError
+        One line: the chunks cannot be allocated, an image cannot be decoded, tokenising fails
+        (e.g. markers and images differ in number), or a chunk is neither text nor image. The
+        chunks are freed first.
+    """
     bitmaps, chunks = [], mtmd.mtmd_input_chunks_init()
     if chunks is None:
         raise ValueError("libmtmd could not allocate input chunks")
@@ -85,7 +112,31 @@ def tokenize_prompt(mtmd, mctx, text: str, images: list[bytes]) -> tuple[object,
 
 
 def encode_image(mtmd, mctx, chunk, n_tokens: int, n_embd: int) -> np.ndarray:
-    """The vision encoder's output for an image chunk (``n_tokens * n_embd`` floats, copied)."""
+    """The vision encoder's output for an image chunk.
+
+    Parameters
+    ----------
+    mtmd : module
+        llama-cpp-python's libmtmd bindings.
+    mctx : object
+        The libmtmd context.
+    chunk : object
+        An image chunk (an image ``Piece``'s ``ptr``).
+    n_tokens : int
+        The chunk's tokens (the piece's ``n_tokens``).
+    n_embd : int
+        The language model's embedding width.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n_tokens * n_embd`` floats, flat, copied out of libmtmd's output buffer.
+
+    Raises
+    ------
+    ValueError
+        When the encoder fails or returns no embeddings.
+    """
     if mtmd.mtmd_encode_chunk(mctx, chunk) != 0:
         raise ValueError("the vision encoder failed")
     pointer = mtmd.mtmd_get_output_embd(mctx)
@@ -102,12 +153,35 @@ class EmbeddingCache:
         self._items: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     def get(self, key: bytes | None) -> np.ndarray | None:
+        """The kept encoder output for ``key``, which becomes the most recently used.
+
+        Parameters
+        ----------
+        key : bytes or None
+            An image piece's ``key`` (SHA-256 of its bytes); None is never cached.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The embedding as it was put (not a copy); None when it is not kept.
+        """
         if key is None or key not in self._items:
             return None
         self._items.move_to_end(key)
         return self._items[key]
 
     def put(self, key: bytes | None, embedding: np.ndarray) -> None:
+        """Keep ``embedding`` under ``key``, dropping the least recently used beyond ``capacity``.
+
+        Nothing is kept when ``key`` is None or ``capacity`` is 0.
+
+        Parameters
+        ----------
+        key : bytes or None
+            An image piece's ``key`` (SHA-256 of its bytes).
+        embedding : numpy.ndarray
+            The encoder output (see :func:`encode_image`), kept as it is.
+        """
         if key is None or not self.capacity:
             return
         self._items[key] = embedding
@@ -119,8 +193,26 @@ class EmbeddingCache:
 
 
 def inline_image(url: object) -> bytes:
-    """The bytes of a ``data:image/...;base64,...`` URL holding a PNG or JPEG; ValueError for
-    anything else (a server must never fetch a URL or read a file a request names)."""
+    """The bytes of a ``data:image/...;base64,...`` URL holding a PNG or JPEG.
+
+    Nothing else is accepted: a server must never fetch a URL or read a file a request names.
+
+    Parameters
+    ----------
+    url : object
+        An image URL from a request.
+
+    Returns
+    -------
+    bytes
+        The decoded PNG or JPEG file.
+
+    Raises
+    ------
+    ValueError
+        One line: not an inline base64 image URL, invalid base64, or bytes that are neither PNG
+        nor JPEG.
+    """
     if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
         raise ValueError("images must be inline: data:image/...;base64,...")
     try:

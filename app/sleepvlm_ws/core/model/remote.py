@@ -375,9 +375,26 @@ def _pack_prompt(pack_dir: str | Path) -> dict:
 
 
 def parse_server_urls(text: object) -> list[str]:
-    """The server addresses in ``text`` (separated by commas or spaces), each checked and
-    written as ``RemoteRuntime`` uses it, duplicates dropped; [] for none. A malformed address
-    is a RemoteServerError (one line naming it)."""
+    """The server addresses in ``text``, each checked and written as ``RemoteRuntime`` uses it.
+
+    Parameters
+    ----------
+    text : str
+        Addresses separated by commas or white space, e.g.
+        ``"http://gpu1:8080, https://gpu2.lab/v1"``.
+
+    Returns
+    -------
+    list of str
+        Each address without a trailing ``/`` or ``/v1``, in the order given, duplicates dropped;
+        [] when ``text`` holds none.
+
+    Raises
+    ------
+    RemoteServerError
+        One line naming the first malformed address (not http(s), with a user name or password,
+        a query or a fragment), or when ``text`` is not a string.
+    """
     if not isinstance(text, str):
         raise RemoteServerError(None, "the server addresses must be text")
     urls: list[str] = []

@@ -122,7 +122,17 @@ def load_settings() -> ModelSettings:
 
 
 def save_settings(settings: ModelSettings) -> None:
-    """Write the settings (atomically); an unwritable folder is not worth an error dialog."""
+    """Write the settings to ``model-settings.json`` in the per-user data folder, atomically.
+
+    Numbers are first brought into range and malformed server addresses dropped
+    (``ModelSettings.checked``). An unwritable folder is not worth an error dialog: a failure to
+    write is ignored.
+
+    Parameters
+    ----------
+    settings : ModelSettings
+        The settings to keep.
+    """
     path = settings_path()
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -137,10 +147,35 @@ SERVER_CHECK_TIMEOUT_S = 20.0           # opening: each server must list its mod
 
 def open_runtime(pack_dir: str | Path, settings: ModelSettings, *,
                  request_timeout_s: float = DEFAULT_TIMEOUT_S):
-    """The runtime ``settings`` ask for: a ``RemotePool`` of the lab servers when there are any
-    (each must list its models within ``SERVER_CHECK_TIMEOUT_S``, all the same model; the API key
-    from ``$SLEEPVLM_WS_API_KEY``), else ``LocalRuntime`` on this computer. The pack is verified
-    first either way. Raises an InputError (one line) for a bad pack or an unusable server."""
+    """The runtime ``settings`` ask for; the pack is verified first either way.
+
+    With lab servers: a ``RemotePool`` of them (prompt and rule vocabulary from the pack, the API
+    key from ``$SLEEPVLM_WS_API_KEY``). Each server must list its models within
+    ``SERVER_CHECK_TIMEOUT_S`` and all must serve the same model; when ``settings.server_model``
+    names the model, no server is asked at opening. Without servers (or when the addresses are
+    malformed, see ``ModelSettings.server_list``): ``LocalRuntime`` on this computer.
+
+    Parameters
+    ----------
+    pack_dir : str or Path
+        The model pack.
+    settings : ModelSettings
+        Threads, GPU layers and context size (this computer), or the servers, their model name
+        and whether to send the answer grammar.
+    request_timeout_s : float
+        Seconds each server request may take (default ``remote.DEFAULT_TIMEOUT_S``); not used
+        by ``LocalRuntime``.
+
+    Returns
+    -------
+    LocalRuntime or RemotePool
+
+    Raises
+    ------
+    InputError
+        One line: a pack that fails verification or cannot be loaded here, or a server that
+        cannot be reached, refuses the key or serves another model than the others.
+    """
     servers = settings.server_list()
     if not servers:
         return LocalRuntime(pack_dir, **settings.runtime_options())

@@ -35,8 +35,9 @@ from ...errors import InputError
 from ..review.session import open_study
 from ..signals.montage import Montage
 from ..signals.render import RENDERER_VERSION, check_renderer
+from ..study.ai_runs import record_run_finished, record_run_started
 from ..study.study import Study
-from ..study.suggestions import FAST, RATIONALE, SuggestionStore, record_run_finished, record_run_started
+from ..study.suggestions import FAST, RATIONALE, SuggestionKey, SuggestionStore
 from .epoch_images import IMAGE_CACHE_SIZE, EpochImageCache, read_epoch_window
 
 __all__ = ["ScoringRun", "RunSummary", "study_montage", "EpochImageCache", "read_epoch_window",
@@ -74,6 +75,11 @@ class RunSummary:
         """Mean model seconds per scored epoch in ``pass_name`` (None if none was scored)."""
         n = self.stored.get(pass_name, 0)
         return self.model_seconds[pass_name] / n if n else None
+
+    @property
+    def key(self) -> SuggestionKey:
+        """The run's model and renderer (both passes)."""
+        return SuggestionKey(self.model_id, self.renderer_version)
 
     def counts(self) -> dict:
         """The audit payload's counts."""
@@ -194,13 +200,12 @@ class ScoringRun:
             n_epochs = min(study.n_epochs, int(self.recording.n_epochs))
             wanted = [e for e in (self.epochs if self.epochs is not None else range(n_epochs))
                       if 0 <= e < n_epochs]
-            todo = {p: store.missing_epochs(model_id, self.renderer_version, p, wanted)
+            todo = {p: store.missing_epochs(summary.key.for_pass(p), wanted)
                     for p in self.passes}
             for p in self.passes:
                 summary.already_stored[p] = len(wanted) - len(todo[p])
             summary.epochs_total = sum(len(v) for v in todo.values())
-            record_run_started(study, model_id=model_id, renderer_version=self.renderer_version,
-                               passes=self.passes,
+            record_run_started(study, summary.key, passes=self.passes,
                                epochs_to_score={p: len(v) for p, v in todo.items()},
                                actor=self.actor,
                                details={"epochs_requested": len(wanted),
@@ -214,9 +219,8 @@ class ScoringRun:
                 _log_end_quietly(study, summary, self.actor)
                 raise
             summary.seconds = time.monotonic() - started
-            record_run_finished(study, model_id=model_id, renderer_version=self.renderer_version,
-                                outcome=summary.outcome, counts=summary.counts(),
-                                actor=self.actor)
+            record_run_finished(study, summary.key, outcome=summary.outcome,
+                                counts=summary.counts(), actor=self.actor)
         finally:
             if own:
                 study.close()
@@ -255,8 +259,8 @@ class ScoringRun:
             if not 0 <= int(epoch) < n_epochs:
                 raise InputError(self.study_path, f"epoch {int(epoch) + 1} is outside 1..{n_epochs}")
             store = SuggestionStore(study)
-            model_id = str(self.runtime.model_id)
-            if store.get_pass(epoch, model_id, self.renderer_version, RATIONALE) is not None:
+            key = SuggestionKey(str(self.runtime.model_id), self.renderer_version, RATIONALE)
+            if store.get_pass(epoch, key) is not None:
                 return False
             images = self._image_cache()
             if not images.get(epoch)[1]:
@@ -265,7 +269,7 @@ class ScoringRun:
             request = images.request_images(epoch, n_epochs)
             answer = (self.runtime.suggest(request, rationale=True, max_tokens=budget) if budget
                       else self.runtime.suggest(request, rationale=True))
-            stored = _put(store, epoch, answer, model_id, self.renderer_version, RATIONALE)
+            stored = _put(store, epoch, answer, key)
             if stored and self.on_stored is not None:
                 self.on_stored(epoch, RATIONALE)
             return stored
@@ -292,13 +296,13 @@ class ScoringRun:
         images = self._image_cache()
         pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="sleepvlm-request")
                 if self.parallel > 1 else None)
-        work = _Pass(self, store, n_epochs, summary, images, pool, progress)
+        scorer = _PassScorer(self, store, n_epochs, summary, images, pool, progress)
         try:
-            work.run_all(todo, pause_event, cancel_event)
+            scorer.run_all(todo, pause_event, cancel_event)
         except BaseException:
             # Ctrl-C, or a failure in this thread (reading, rendering, storing): keep the
             # answers that have already arrived, do not wait for the others
-            work.salvage()
+            scorer.salvage()
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -312,7 +316,7 @@ class ScoringRun:
         return self.runtime.suggest(request, rationale=pass_name == RATIONALE)
 
 
-class _Pass:
+class _PassScorer:
     """The epochs of each pass: rendered and stored here, asked inline or through ``pool``."""
 
     def __init__(self, run: ScoringRun, store, n_epochs, summary, images, pool, progress):
@@ -402,7 +406,7 @@ class _Pass:
         """Store one answer of the current pass in the study."""
         summary, pass_name = self.summary, self.current_pass
         summary.model_calls += 1
-        if _put(self.store, epoch, answer, summary.model_id, summary.renderer_version, pass_name):
+        if _put(self.store, epoch, answer, summary.key.for_pass(pass_name)):
             summary.stored[pass_name] += 1
             summary.model_seconds[pass_name] += float(answer.seconds or 0.0)
             if self.run.on_stored is not None:
@@ -426,13 +430,11 @@ class _Pass:
             self.last_done = time.monotonic()
 
 
-def _put(store: SuggestionStore, epoch: int, answer, model_id: str, renderer_version: str,
-         pass_name: str) -> bool:
-    """Store one runtime answer (``RuntimeAnswer``) under the renderer it was asked with."""
-    return store.put(epoch, answer.answer, model_id=model_id, renderer_version=renderer_version,
-                     pass_name=pass_name, prompt_tokens=answer.prompt_tokens,
+def _put(store: SuggestionStore, epoch: int, answer, key: SuggestionKey) -> bool:
+    """Store one runtime answer (``RuntimeAnswer``) under its key (model, renderer, pass)."""
+    return store.put(epoch, answer.answer, key, prompt_tokens=answer.prompt_tokens,
                      completion_tokens=answer.completion_tokens, seconds=answer.seconds,
-                     stage_probabilities=getattr(answer, "stage_probabilities", None))
+                     stage_probabilities=answer.stage_probabilities)
 
 
 def _held(pause_event, cancel_event) -> bool:
@@ -450,8 +452,7 @@ def _held(pause_event, cancel_event) -> bool:
 def _log_end_quietly(study: Study, summary: RunSummary, actor: str) -> None:
     """Audit a failed run's end without hiding the failure itself."""
     try:
-        record_run_finished(study, model_id=summary.model_id,
-                            renderer_version=summary.renderer_version, outcome=summary.outcome,
+        record_run_finished(study, summary.key, outcome=summary.outcome,
                             counts=summary.counts(), actor=actor)
     except Exception:
         pass

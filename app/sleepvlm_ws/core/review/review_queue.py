@@ -110,18 +110,63 @@ class ReviewQueue:
         self.flagged = sorted(self.items)
 
     def is_flagged(self, epoch: int) -> bool:
+        """True when ``epoch`` has at least one reason to be looked at.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index.
+
+        Returns
+        -------
+        bool
+        """
         return epoch in self.items
 
     def item(self, epoch: int) -> ReviewItem | None:
+        """The flagged epoch's reasons.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index.
+
+        Returns
+        -------
+        ReviewItem or None
+            None when ``epoch`` is not flagged.
+        """
         return self.items.get(epoch)
 
     def next_after(self, epoch: int) -> int | None:
-        """The first flagged epoch after ``epoch`` (None: none left)."""
+        """The first flagged epoch after ``epoch``, in time.
+
+        Parameters
+        ----------
+        epoch : int
+            The current epoch (itself never returned).
+
+        Returns
+        -------
+        int or None
+            None when no flagged epoch follows.
+        """
         i = bisect.bisect_right(self.flagged, epoch)
         return self.flagged[i] if i < len(self.flagged) else None
 
     def previous_before(self, epoch: int) -> int | None:
-        """The last flagged epoch before ``epoch`` (None: none)."""
+        """The last flagged epoch before ``epoch``, in time.
+
+        Parameters
+        ----------
+        epoch : int
+            The current epoch (itself never returned).
+
+        Returns
+        -------
+        int or None
+            None when no flagged epoch precedes it.
+        """
         i = bisect.bisect_left(self.flagged, epoch)
         return self.flagged[i - 1] if i > 0 else None
 
@@ -130,8 +175,21 @@ class ReviewQueue:
         return sorted(self.items.values(), key=lambda it: (-it.priority, it.epoch))
 
     def confidence(self, epoch: int) -> float | None:
-        """The model's probability for the stage it suggested for ``epoch`` (0 when it named
-        no stage; None when no probability is stored, or no suggestion)."""
+        """The model's probability for the stage it suggested for ``epoch``.
+
+        Where the stager led, this is the model's own reading, not the stage offered.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index.
+
+        Returns
+        -------
+        float or None
+            In [0, 1]; 0.0 when the answer named no stage; None when no probability is stored
+            or the epoch has no suggestion.
+        """
         s = self.suggestions.get(epoch)
         if s is None:
             return None
@@ -149,20 +207,58 @@ class ReviewQueue:
         return sorted(self.items.values(), key=key)
 
     def next_least_confident(self, stages: Sequence[Stage]) -> int | None:
-        """The least confident flagged epoch the technologist has not scored yet (None: all
-        flagged epochs are reviewed)."""
+        """The least confident flagged epoch the technologist has not scored yet.
+
+        The order is :meth:`least_confident`'s; epochs at or beyond ``len(stages)`` are skipped.
+
+        Parameters
+        ----------
+        stages : sequence of Stage
+            The study's stages now, one per epoch (scored: reviewed).
+
+        Returns
+        -------
+        int or None
+            None when every flagged epoch is reviewed.
+        """
         for item in self.least_confident():
             if item.epoch < len(stages) and not stages[item.epoch].is_scored:
                 return item.epoch
         return None
 
     def counts(self, stages: Sequence[Stage]) -> tuple[int, int]:
-        """(flagged epochs reviewed, flagged epochs): reviewed = scored by the technologist."""
+        """How many flagged epochs the technologist has reviewed (scored), of how many.
+
+        Parameters
+        ----------
+        stages : sequence of Stage
+            The study's stages now, one per epoch (scored: reviewed).
+
+        Returns
+        -------
+        reviewed : int
+            Flagged epochs with a technologist's stage.
+        flagged : int
+            All flagged epochs.
+        """
         reviewed = sum(1 for e in self.flagged if e < len(stages) and stages[e].is_scored)
         return reviewed, len(self.flagged)
 
     def acceptable(self, stages: Sequence[Stage]) -> list[int]:
-        """Unflagged epochs with a suggested stage and no technologist stage yet."""
+        """Unflagged epochs with a suggested stage and no technologist stage yet.
+
+        These are what :func:`accept_unflagged` accepts (the stage offered, led or not).
+
+        Parameters
+        ----------
+        stages : sequence of Stage
+            The study's stages now, one per epoch (scored: reviewed).
+
+        Returns
+        -------
+        list of int
+            Epoch indices in ascending order.
+        """
         out = []
         for epoch in sorted(self.suggestions):
             s = self.suggestions[epoch]
@@ -173,7 +269,20 @@ class ReviewQueue:
 
 
 def status_text(queue: ReviewQueue | None, stages: Sequence[Stage]) -> str:
-    """``reviewed 12 of 40 flagged`` (empty when there is nothing to review)."""
+    """The status bar's review count.
+
+    Parameters
+    ----------
+    queue : ReviewQueue or None
+        The open study's queue.
+    stages : sequence of Stage
+        The study's stages now (a flagged epoch the technologist scored is reviewed).
+
+    Returns
+    -------
+    str
+        ``reviewed 12 of 40 flagged``; empty when there is nothing to review.
+    """
     if queue is None or not queue.suggestions:
         return ""
     reviewed, flagged = queue.counts(stages)

@@ -77,9 +77,28 @@ class ReviewSession:
     @classmethod
     def open(cls, recording_path: str | Path, *, study_path: str | Path | None = None,
              scorer: str = "technologist") -> "ReviewSession":
-        """Open a recording and its study (created next to the recording on first open).
+        """Open a recording and its study (created with the auto montage on first open).
 
-        Raises RecordingError / StudyError (one line) on bad input; never writes to the recording.
+        Never writes to the recording. The study's recording fingerprint is not checked here.
+
+        Parameters
+        ----------
+        recording_path : str or Path
+            The EDF/BDF recording.
+        study_path : str or Path, optional
+            The study file; default: beside the recording (``night.edf.sleepvlm``).
+        scorer : str
+            Who the session's decisions name; also the scorer of a newly created study.
+
+        Returns
+        -------
+        ReviewSession
+            At the epoch saved in the study (else epoch 0); the caller closes it.
+
+        Raises
+        ------
+        RecordingError, StudyError
+            One line naming the file; the recording is closed again when the study fails.
         """
         recording = Recording.open(recording_path)
         try:
@@ -110,6 +129,18 @@ class ReviewSession:
         return list(self._stages)
 
     def stage(self, epoch: int | None = None) -> Stage:
+        """The stage of an epoch as the study holds it now.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Epoch index; default: the current epoch.
+
+        Returns
+        -------
+        Stage
+            ``Stage.UNSCORED`` until the technologist scores it.
+        """
         return self._stages[self._epoch if epoch is None else epoch]
 
     def progress(self) -> tuple[int, int]:
@@ -117,6 +148,18 @@ class ReviewSession:
         return scored, self.n_epochs
 
     def epoch_onset_s(self, epoch: int | None = None) -> float:
+        """Seconds from the recording start to the start of an epoch.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Epoch index (not checked against ``n_epochs``); default: the current epoch.
+
+        Returns
+        -------
+        float
+            ``epoch * 30``.
+        """
         return (self._epoch if epoch is None else epoch) * EPOCH_SECONDS
 
     # -- navigation --------------------------------------------------------------------
@@ -124,6 +167,15 @@ class ReviewSession:
         return max(0, min(self.study.n_epochs - 1, epoch))
 
     def go_to(self, epoch: int) -> None:
+        """Make ``epoch`` current, save it in the study and emit ``epoch_changed``.
+
+        Nothing is saved or emitted when the epoch is already current.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index; clamped to ``0 .. n_epochs - 1``.
+        """
         epoch = self._clamp(epoch)
         if epoch != self._epoch:
             self._epoch = epoch
@@ -131,12 +183,40 @@ class ReviewSession:
             self.epoch_changed.emit(epoch)
 
     def step(self, delta: int) -> None:
+        """Move ``delta`` epochs from the current one (see :meth:`go_to`).
+
+        Parameters
+        ----------
+        delta : int
+            Epochs to move: positive forward, negative back; clamped at either end.
+        """
         self.go_to(self._epoch + delta)
 
     # -- scoring -----------------------------------------------------------------------
     def score(self, stage: Stage, *, advance: bool = True, source: str = MANUAL,
               note: str | None = None, epoch: int | None = None) -> Decision:
-        """Record a decision for the current (or given) epoch, then move to the next epoch."""
+        """Record a decision for the current (or given) epoch, then move to the next epoch.
+
+        The decision is committed before this returns; ``stage_changed`` is emitted.
+
+        Parameters
+        ----------
+        stage : Stage
+            The technologist's stage (or any spelling ``parse_stage`` reads).
+        advance : bool
+            Move to the next epoch afterwards; only when ``epoch`` is not given.
+        source : str
+            The decision's source (``manual`` by default; ``Study.score`` lists the others).
+        note : str, optional
+            A note kept with the decision.
+        epoch : int, optional
+            Score this epoch instead of the current one (the current epoch stays).
+
+        Returns
+        -------
+        Decision
+            As recorded in the study.
+        """
         target = self._epoch if epoch is None else epoch
         decision = self.study.score(target, stage, scorer=self.scorer, source=source, note=note)
         self._stages[target] = decision.stage
@@ -146,20 +226,79 @@ class ReviewSession:
         return decision
 
     def accept_suggestion(self, suggestion, *, advance: bool = True) -> Decision:
-        """Take the model's stage for the suggestion's epoch (source ai_accepted, audited with
-        a reference to the suggestion), then move on like a stage key does."""
+        """Take the suggested stage for the suggestion's epoch, then move on like a stage key does.
+
+        The stage taken is the one offered (the stager's where it led); the decision's source is
+        ``ai_accepted`` and its audit event refers to the suggestion.
+
+        Parameters
+        ----------
+        suggestion : Suggestion
+            The suggestion as offered (``core.study.suggestions``).
+        advance : bool
+            Move to the next epoch afterwards when the suggestion is for the current epoch.
+
+        Returns
+        -------
+        Decision
+            As recorded in the study.
+
+        Raises
+        ------
+        ValueError
+            When the suggestion named no stage.
+        """
         return self._record(accept(self.study, suggestion.epoch, suggestion, self.scorer), advance)
 
     def override_suggestion(self, suggestion, stage: Stage, note: str, *,
                             advance: bool = True) -> Decision:
-        """Score the suggestion's epoch differently from the model (source ai_overridden); the
-        note saying why is required (ValueError without one)."""
+        """Score the suggestion's epoch differently from the suggestion (source ai_overridden).
+
+        Parameters
+        ----------
+        suggestion : Suggestion
+            The suggestion overridden, as offered.
+        stage : Stage
+            The technologist's stage (or any spelling ``parse_stage`` reads).
+        note : str
+            Why; required.
+        advance : bool
+            Move to the next epoch afterwards when the suggestion is for the current epoch.
+
+        Returns
+        -------
+        Decision
+            As recorded in the study.
+
+        Raises
+        ------
+        ValueError
+            Without a note, or when ``stage`` is the suggested stage itself (accept it instead).
+        """
         decision = override(self.study, suggestion.epoch, stage, suggestion, self.scorer, note)
         return self._record(decision, advance)
 
     def accept_unflagged(self, queue) -> list[Decision]:
-        """Accept every unflagged, unscored suggestion of a ``review_queue.ReviewQueue`` in
-        one audited transaction (``review_queue.accept_unflagged``); stays on this epoch."""
+        """Accept every unflagged, unscored suggestion of a review queue in one transaction.
+
+        See ``review_queue.accept_unflagged`` (one ``bulk_accept`` audit event besides the
+        decisions). ``stage_changed`` is emitted for each; the current epoch stays.
+
+        Parameters
+        ----------
+        queue : ReviewQueue
+            The queue built from this study's suggestions.
+
+        Returns
+        -------
+        list of Decision
+            In epoch order; empty (nothing written) when no epoch qualifies.
+
+        Raises
+        ------
+        ValueError
+            When the queue covers another number of epochs than the study.
+        """
         decisions = accept_unflagged(self.study, queue, self.scorer)
         for decision in decisions:
             self._record(decision, advance=False)
@@ -182,5 +321,12 @@ class ReviewSession:
         return decision
 
     def set_montage(self, montage: Montage) -> None:
+        """Save ``montage`` in the study (audited when it changed) and emit ``montage_changed``.
+
+        Parameters
+        ----------
+        montage : Montage
+            The new montage; ``montage_changed`` is emitted even when it equals the old one.
+        """
         self.study.set_montage(montage, scorer=self.scorer)
         self.montage_changed.emit(montage)

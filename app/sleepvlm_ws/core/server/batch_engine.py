@@ -14,8 +14,8 @@ every other sequence waits. ``BatchEngine`` does the same work with less of that
   sequences in one buffer where they share the prefix's cells instead of copying them: less
   memory, but each token's attention then runs over every sequence's cells (measured slower
   on the H100: docs/BENCHMARKS.md) and its rounding differs from the in-process runtime's.
-- Image embeddings are kept (an LRU keyed by the PNG's SHA-256, as ``kv_handler`` does in
-  process): each epoch image goes through the vision encoder once, not three times.
+- Image embeddings are kept (an LRU keyed by the PNG's SHA-256, as in process): each epoch
+  image goes through the vision encoder once, not three times.
 - Requests that arrive together are prefilled together: chunk k of every new request goes in
   one ``llama_decode`` (all their text pieces in one token batch, all their image embeddings in
   one embedding batch with each image's own M-RoPE positions), not one decode per image.
@@ -27,13 +27,11 @@ every other sequence waits. ``BatchEngine`` does the same work with less of that
   grammar is applied as ``greedy_decode`` does: the best token first, the full grammar pass
   only when the grammar rejects it.
 
-``submit(prepared)`` is thread-safe and returns a ``RequestHandle`` to wait on; ``prepare`` turns
-OpenAI chat messages into the tokenised request (chat template of the GGUF, libmtmd
-tokeniser) and may run in the caller's thread. ``stats()`` says where the time went.
-Answers are the same tokens the in-process runtime would choose, up to floating-point rounding
-that depends on how many sequences share a decode.
-
-The llama.cpp internals it uses are listed in ``llama_batch``, which holds most of them.
+``prepare`` turns OpenAI chat messages into the tokenised request (the GGUF's chat template,
+libmtmd's tokeniser) in the caller's thread; ``submit(prepared)`` (thread-safe) returns a
+``RequestHandle`` to wait on; ``stats()`` says where the time went. Answers are the tokens the
+in-process runtime would choose, up to rounding that depends on how many sequences share a
+decode. The llama.cpp internals it uses are listed in ``llama_batch``, which holds most of them.
 """
 
 from __future__ import annotations
@@ -51,27 +49,14 @@ from ...errors import ModelPackError
 from ..model.model_pack import verify_pack
 from ..model.mtmd_prompt import EmbeddingCache, Piece, encode_image
 from .grammar_pool import GrammarPool
-from .engine_request import SHUTTING_DOWN, EngineError, PreparedRequest, RequestHandle, prepare_request
+from .engine_request import (SHUTTING_DOWN, EngineError, PreparedRequest, RequestHandle, SlotSequence,
+                             prepare_request)
 from .llama_batch import BatchContext, quiet_mtmd
 
 MAX_SLOTS = 255                 # llama.cpp's LLAMA_MAX_SEQ is 256; sequence 0 holds the prefix
 IMAGE_CACHE_PER_SLOT = 4        # kept embeddings: enough for every slot's three images and more
 
 __all__ = ["BatchEngine", "EngineError", "RequestHandle", "PreparedRequest", "MAX_SLOTS"]
-
-
-class _Seq:
-    """One slot's sequence: the request it serves and where it stands."""
-
-    def __init__(self, seq_id: int):
-        self.seq_id = seq_id
-        self.pending: RequestHandle | None = None
-        self.next_chunk = 0
-        self.n_past = 0
-        self.tokens: list[int] = []
-        self.last = -1
-        self.guide = None
-        self.t0 = 0.0
 
 
 class BatchEngine:
@@ -137,8 +122,8 @@ class BatchEngine:
         self._embeddings = EmbeddingCache(self._image_cache_size)
         self._grammars = GrammarPool(self._llama)
         self._queue: queue.Queue[RequestHandle | None] = queue.Queue()
-        self._free = [_Seq(i) for i in range(slots, 0, -1)]   # pop() takes the lowest id
-        self._active: list[_Seq] = []
+        self._free = [SlotSequence(i) for i in range(slots, 0, -1)]   # pop() takes the lowest id
+        self._active: list[SlotSequence] = []
         self._prepare_lock = threading.Lock()    # prepare() vs itself and close()
         self._submit_lock = threading.Lock()     # submit() vs close()
         self._argmax_pool = ThreadPoolExecutor(max_workers=min(8, threads)) if threads > 1 else None
@@ -156,8 +141,23 @@ class BatchEngine:
         return self.manifest.label
 
     def prepare(self, messages: list[dict], *, max_tokens: int, grammar: str | None) -> PreparedRequest:
-        """Chat template + images -> libmtmd chunks (thread-safe; serialised). Images must be
-        inline (``data:image/...;base64,...``): the server fetches nothing."""
+        """Chat template + images -> libmtmd chunks (thread-safe; serialised).
+
+        Parameters
+        ----------
+        messages : list of dict
+            OpenAI chat messages; images inline (``data:image/...;base64,...``): nothing is fetched.
+        max_tokens : int
+            Longest answer; cut to what a slot holds after the prompt (at least 1).
+        grammar : str or None
+            A GBNF answer grammar (refused when the engine picks tokens on the GPU).
+
+        Returns
+        -------
+        PreparedRequest
+            For ``submit``. Unreadable messages or images, an unusable grammar, a prompt no slot
+            holds or a shutting-down engine raise EngineError (one line).
+        """
         if grammar is not None:
             if self.gpu_sampling:
                 raise EngineError("this server picks tokens on the GPU and applies no grammar: "
@@ -174,6 +174,18 @@ class BatchEngine:
                                    n_batch=self.n_batch)
 
     def submit(self, prepared: PreparedRequest) -> RequestHandle:
+        """Queue a prepared request for decoding (thread-safe).
+
+        Parameters
+        ----------
+        prepared : PreparedRequest
+            From :meth:`prepare`; the engine frees its libmtmd chunks once done.
+
+        Returns
+        -------
+        RequestHandle
+            To wait on; after :meth:`close` it is already finished with the shutting-down error.
+        """
         pending = RequestHandle(prepared, self._thread)
         with self._submit_lock:
             if not self._closed:
@@ -231,7 +243,7 @@ class BatchEngine:
             if self._closed:          # stop now: what is decoding and what waits gets an error
                 self._fail_all(SHUTTING_DOWN)
                 return
-            group: list[_Seq] = []
+            group: list[SlotSequence] = []
             block = not self._active
             while self._free:
                 try:
@@ -257,7 +269,7 @@ class BatchEngine:
                 self._fail_all(f"decoding failed ({type(exc).__name__}: "
                                f"{' '.join(str(exc).split())[:160]})")
 
-    def _start(self, seq: _Seq, pending: RequestHandle) -> bool:
+    def _start(self, seq: SlotSequence, pending: RequestHandle) -> bool:
         """Give ``seq`` to ``pending``; False (and the request answered) when it cannot start."""
         seq.pending, seq.next_chunk, seq.n_past = pending, 0, 0
         seq.tokens, seq.last, seq.t0 = [], -1, time.perf_counter()
@@ -285,7 +297,7 @@ class BatchEngine:
             self._decode()
         self._prefix = list(tokens)
 
-    def _prefill(self, group: list[_Seq]) -> None:
+    def _prefill(self, group: list[SlotSequence]) -> None:
         t0 = time.perf_counter()
         lc = self._lc
         group = [s for s in group if s.pending is not None]
@@ -318,10 +330,10 @@ class BatchEngine:
         self._stats["prefill_groups"] += 1
         self._stats["prefill_s"] += time.perf_counter() - t0
 
-    def _is_last(self, seq: _Seq) -> bool:
+    def _is_last(self, seq: SlotSequence) -> bool:
         return seq.next_chunk == len(seq.pending.prepared.chunks) - 1
 
-    def _prefill_text(self, seqs: list[_Seq]) -> None:
+    def _prefill_text(self, seqs: list[SlotSequence]) -> None:
         entries, owners = [], []
         for seq in seqs:
             tokens = seq.pending.prepared.chunks[seq.next_chunk].tokens
@@ -351,7 +363,7 @@ class BatchEngine:
         self._embeddings.put(chunk.key, embd)
         return embd
 
-    def _prefill_images(self, seqs: list[_Seq]) -> None:
+    def _prefill_images(self, seqs: list[SlotSequence]) -> None:
         """Chunk ``next_chunk`` of every seq in ``seqs`` is an image: one embedding batch per
         ``n_batch`` tokens, whole images only."""
         items = []
@@ -421,7 +433,7 @@ class BatchEngine:
             return [int(t) for t in self._argmax_pool.map(np.argmax, views)]
         return [int(np.argmax(v)) for v in views]
 
-    def _sample(self, outputs: list[tuple[_Seq, int]]) -> None:
+    def _sample(self, outputs: list[tuple[SlotSequence, int]]) -> None:
         if not outputs:
             return
         t0 = time.perf_counter()
@@ -457,7 +469,7 @@ class BatchEngine:
             self._mtmd.mtmd_input_chunks_free(prepared._mtmd_chunks)
             prepared._mtmd_chunks = None
 
-    def _finish(self, seq: _Seq, reason: str = "stop", error: str | None = None,
+    def _finish(self, seq: SlotSequence, reason: str = "stop", error: str | None = None,
                 status: int = 500) -> None:
         pending, seq.pending = seq.pending, None
         if seq in self._active:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..model.mtmd_prompt import Piece, inline_image, tokenize_prompt
 
-__all__ = ["EngineError", "PreparedRequest", "RequestHandle", "SHUTTING_DOWN", "prepare_request"]
+__all__ = ["EngineError", "PreparedRequest", "RequestHandle", "SHUTTING_DOWN", "prepare_request", "SlotSequence"]
 
 
 class EngineError(Exception):
@@ -94,3 +94,17 @@ def prepare_request(handler, llama, messages: list[dict], *, max_tokens: int, gr
         raise EngineError(problem)
     budget = max(1, min(int(max_tokens), ctx_per_slot - cells))
     return PreparedRequest(out, cells, budget, grammar, chunks)
+
+
+class SlotSequence:
+    """One slot's sequence in the batch engine: the request it serves and where it stands."""
+
+    def __init__(self, seq_id: int):
+        self.seq_id = seq_id
+        self.pending: RequestHandle | None = None
+        self.next_chunk = 0
+        self.n_past = 0
+        self.tokens: list[int] = []
+        self.last = -1
+        self.guide = None
+        self.t0 = 0.0

@@ -52,6 +52,17 @@ class DisplayFilter:
         return ", ".join(parts) if parts else "raw"
 
     def with_notch(self, notch_hz: float | None) -> "DisplayFilter":
+        """A copy with another mains notch; high- and low-pass stay.
+
+        Parameters
+        ----------
+        notch_hz : float or None
+            The notch frequency in Hz (50 or 60); None switches the notch off.
+
+        Returns
+        -------
+        DisplayFilter
+        """
         return DisplayFilter(self.highpass_hz, self.lowpass_hz, notch_hz)
 
 
@@ -59,7 +70,19 @@ RAW = DisplayFilter()
 
 
 def signal_kind(role: str) -> str:
-    """``"eeg"``, ``"eog"``, ``"emg"`` for the montage roles; ``"other"`` for anything else."""
+    """The kind of signal a montage role carries (it picks the role's standard display filter).
+
+    Parameters
+    ----------
+    role : str
+        A montage role (``"F4-M1"``, ``"LOC"``, ``"CHIN"``, ...) or any other row label.
+
+    Returns
+    -------
+    str
+        ``"eeg"`` for F4-M1, C4-M1 and O2-M1, ``"eog"`` for LOC and ROC, ``"emg"`` for CHIN,
+        ``"other"`` for anything else.
+    """
     if role in EEG_ROLES:
         return "eeg"
     if role in EOG_ROLES:
@@ -70,7 +93,20 @@ def signal_kind(role: str) -> str:
 
 
 def standard_filter(kind: str, notch_hz: float | None = None) -> DisplayFilter:
-    """The usual PSG review settings (and what the model sees): EEG/EOG 0.3–35 Hz, chin 10–100 Hz."""
+    """The usual PSG review settings (and what the model sees): EEG/EOG 0.3–35 Hz, chin 10–100 Hz.
+
+    Parameters
+    ----------
+    kind : str
+        ``"eeg"``, ``"eog"`` or ``"emg"`` (see :func:`signal_kind`); any other kind gets neither
+        high- nor low-pass.
+    notch_hz : float, optional
+        The mains notch in Hz (50 or 60); None for none.
+
+    Returns
+    -------
+    DisplayFilter
+    """
     if kind in ("eeg", "eog"):
         return DisplayFilter(0.3, 35.0, notch_hz)
     if kind == "emg":
@@ -102,9 +138,28 @@ def filter_sos(fs: float, flt: DisplayFilter) -> np.ndarray | None:
 
 
 def apply_display_filter(samples: np.ndarray, fs: float, flt: DisplayFilter) -> np.ndarray:
-    """Zero-phase filter ``samples`` (uV); NaN gaps are bridged for filtering and kept as NaN.
+    """Zero-phase filter ``samples`` for display; NaN gaps are bridged for filtering and kept as NaN.
 
-    Returns float32. With no active stage (or too few samples) the input comes back unchanged.
+    The window's mean is taken out before filtering (a large electrode offset would otherwise ring
+    through a high-pass) and restored as far as the filter passes DC. A high-pass at or above the
+    Nyquist frequency, a low-pass or notch at or above 0.99 of it, and a low-pass at or below the
+    high-pass are left out.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        1-D samples in microvolts; fetch ``FILTER_PAD_S`` seconds more on each side of the shown
+        window so edge effects fall outside it.
+    fs : float
+        The sampling rate in Hz.
+    flt : DisplayFilter
+        The cut-offs to apply.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, as long as ``samples``. With no stage to apply, fewer than 2 samples or nothing
+        but NaN, the samples come back unchanged (as float32).
     """
     x = np.asarray(samples, dtype=np.float64)
     sos = filter_sos(float(fs), flt)

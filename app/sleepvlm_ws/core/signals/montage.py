@@ -55,6 +55,19 @@ class Montage:
 
     @classmethod
     def from_json(cls, text: str) -> "Montage":
+        """Read a montage written by :meth:`to_json`.
+
+        Parameters
+        ----------
+        text : str
+            A JSON object: role -> ``[positive, negative]`` (negative null for a single channel),
+            or null for a missing role.
+
+        Returns
+        -------
+        Montage
+            All six roles; roles absent from ``text`` are missing, unknown roles are ignored.
+        """
         raw = json.loads(text)
         roles: dict[str, Derivation | None] = {r: None for r in ROLES}
         for role, value in raw.items():
@@ -67,7 +80,16 @@ def auto_montage(labels: list[str]) -> Montage:
     """Map channel labels to roles with the usual alternates; derive bipolar pairs.
 
     The preference table and the label normalisation are documented in ``montage_rules``.
-    Roles with no matching channel stay None (reduced montage).
+
+    Parameters
+    ----------
+    labels : list of str
+        The recording's channel labels (other values are read with ``str``).
+
+    Returns
+    -------
+    Montage
+        All six roles; a role with no matching channel stays None (reduced montage).
     """
     labels = [str(label) for label in labels]
     return Montage({role: choose_derivation(role, labels) for role in ROLES})
@@ -79,8 +101,29 @@ def read_role(recording: "Recording", derivation: Derivation, start_s: float,
 
     ``positive - negative``; where the two channels differ in rate the negative one is
     interpolated (linearly) onto the positive one's sample times (past its last sample, at the
-    end of the recording, its last value is held). Gaps stay NaN. Labels that
-    the recording lacks raise ``RecordingError``.
+    end of the recording, its last value is held). Gaps stay NaN.
+
+    Parameters
+    ----------
+    recording : Recording
+        The open recording.
+    derivation : Derivation
+        The channel labels: ``positive``, and ``negative`` (None: the positive channel alone).
+    start_s, stop_s : float
+        The window, in seconds on the recording's timeline.
+
+    Returns
+    -------
+    samples : numpy.ndarray
+        float32 microvolts at the positive channel's rate; NaN where there is no data.
+    fs : float
+        The positive channel's sampling rate in Hz.
+
+    Raises
+    ------
+    RecordingError
+        When the recording lacks a label (matched exactly, else ignoring case and spaces) or
+        cannot be read.
     """
     pos_ch = recording.channel(derivation.positive)
     pos = recording.read(pos_ch.index, start_s, stop_s)
@@ -108,7 +151,19 @@ def read_role(recording: "Recording", derivation: Derivation, start_s: float,
 
 
 def montage_summary(montage: Montage) -> list[str]:
-    """One line per role for ``sleepvlm-ws info``: what feeds it, or that it is missing."""
+    """One line per role for ``sleepvlm-ws info``: what feeds it, or that it is missing.
+
+    Parameters
+    ----------
+    montage : Montage
+        The montage to describe.
+
+    Returns
+    -------
+    list of str
+        Six lines, each a role's title and its channel (a pair marked ``(derived)``) or
+        ``missing``; for a reduced montage, one more line counting and naming the missing roles.
+    """
     width = max(len(title) for title in ROLE_TITLES.values())
     lines = []
     for role in ROLES:

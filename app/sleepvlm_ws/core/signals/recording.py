@@ -95,6 +95,23 @@ class Recording:
 
     @classmethod
     def open(cls, path: str | Path) -> "Recording":
+        """Open an EDF / EDF+ / BDF / BDF+ file read-only; only the header and time stamps are read.
+
+        Parameters
+        ----------
+        path : str or Path
+            The recording file.
+
+        Returns
+        -------
+        Recording
+            Open; the caller closes it (or uses it as a context manager).
+
+        Raises
+        ------
+        RecordingError
+            One line naming the file: missing, unreadable, a bad header, or annotations only.
+        """
         header = read_header(path)
         if not header.ordinary:
             raise RecordingError(header.path, "holds annotations only, no signals (a hypnogram "
@@ -130,7 +147,22 @@ class Recording:
         return self._annotations
 
     def channel(self, label: str) -> Channel:
-        """The first channel labelled ``label`` (exact, else ignoring case and spaces)."""
+        """The first channel labelled ``label`` (exact, else ignoring case and spaces).
+
+        Parameters
+        ----------
+        label : str
+            A channel label, e.g. ``"EEG Fpz-Cz"``.
+
+        Returns
+        -------
+        Channel
+
+        Raises
+        ------
+        RecordingError
+            When no channel has that label.
+        """
         for ch in self.channels:
             if ch.label == label:
                 return ch
@@ -166,7 +198,28 @@ class Recording:
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, channel: int | str, start_s: float, stop_s: float) -> np.ndarray:
-        """float32 microvolts on the continuous timeline; samples outside data (gaps) are NaN."""
+        """float32 microvolts on the continuous timeline; samples outside data (gaps) are NaN.
+
+        Parameters
+        ----------
+        channel : int, str or Channel
+            Channel index among the signal channels, a label (see :meth:`channel`) or a Channel.
+        start_s, stop_s : float
+            The window in seconds on the timeline; samples ``round(start_s * fs)`` up to (not
+            including) ``round(stop_s * fs)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, one value per sample of the window (empty when ``stop_s <= start_s``).
+
+        Raises
+        ------
+        ValueError
+            When the window is not finite.
+        RecordingError
+            For an unknown channel, a closed recording, or a reader failure.
+        """
         ch = self._resolve(channel)
         if not (np.isfinite(start_s) and np.isfinite(stop_s)):
             raise ValueError(f"read window must be finite, got {start_s}..{stop_s}")

@@ -133,8 +133,26 @@ class EpochWindow:
     @classmethod
     def around(cls, recording: Mapping[str, tuple[np.ndarray, float] | None], epoch: int,
                pad_s: float = PAD_S) -> "EpochWindow":
-        """The window of ``epoch`` out of whole-recording arrays (role -> (uV, fs) or None),
-        sliced at ``epoch_window_span``, on the training pipeline's resampling grid."""
+        """The window of ``epoch`` out of whole-recording arrays, on the training pipeline's grid.
+
+        Each array is sliced (a view, not a copy) at ``epoch_window_span``; the recording's
+        length is taken as that of the longest array. ``epoch_start_s`` and ``recording_s`` are
+        set, so the window renders on the authors' resampling grid.
+
+        Parameters
+        ----------
+        recording : mapping
+            Role -> (whole-night microvolt samples starting at second 0, sampling rate in Hz), or
+            None for a missing role.
+        epoch : int
+            The epoch's index (0: the recording's first 30 s).
+        pad_s : float
+            Context wanted on each side, in seconds (default ``PAD_S``, 15 s).
+
+        Returns
+        -------
+        EpochWindow
+        """
         present = {r: e for r, e in recording.items() if e is not None}
         duration = max((np.asarray(x).size / float(fs) for x, fs in present.values()), default=0.0)
         span = epoch_window_span(epoch, duration, pad_s)
@@ -169,7 +187,23 @@ class WindowSpan(NamedTuple):
 
 def epoch_window_span(epoch: int, duration_s: float, pad_s: float = PAD_S) -> WindowSpan:
     """The stretch of recording to read for ``epoch``: the epoch plus up to ``pad_s`` seconds
-    each side, cut at the start (0) and end (``duration_s``) of the recording."""
+    each side, cut at the start (0) and end (``duration_s``) of the recording.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch's index (0: the recording's first 30 s).
+    duration_s : float
+        The recording's length in seconds.
+    pad_s : float
+        Context wanted on each side, in seconds (default ``PAD_S``, 15 s).
+
+    Returns
+    -------
+    WindowSpan
+        ``start_s`` and ``stop_s`` to read (a last epoch that the recording ends inside is cut
+        too), and ``pad_before_s`` / ``pad_after_s``: the context actually available.
+    """
     epoch_start = epoch * EPOCH_SECONDS
     epoch_end = epoch_start + EPOCH_SECONDS
     start = max(0.0, epoch_start - pad_s)
@@ -296,7 +330,23 @@ def render_epoch(window: EpochWindow) -> np.ndarray:
 
 
 def render_png(window: EpochWindow) -> bytes:
-    """``render_epoch`` encoded as PNG (what the model request carries)."""
+    """``render_epoch`` encoded as PNG (what the model request carries).
+
+    Parameters
+    ----------
+    window : EpochWindow
+        The raw samples around one epoch.
+
+    Returns
+    -------
+    bytes
+        The 448 x 224 RGB SleepVLM image as a PNG file (compression level 1: fast).
+
+    Raises
+    ------
+    ValueError
+        For a role the renderer does not know or samples that are not 1-D.
+    """
     buffer = io.BytesIO()
     Image.fromarray(render_epoch(window)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

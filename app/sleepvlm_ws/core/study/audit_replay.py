@@ -21,7 +21,9 @@ _STAGES = {s.value for s in Stage}
 _LAST = float("inf")
 
 
-class _Bad(Exception):
+class _ReplayMismatch(Exception):
+    """The trail, replayed, does not give the tables: at event ``seq`` (None: before any), why."""
+
     def __init__(self, seq: int | None, reason: str):
         super().__init__(reason)
         self.seq, self.reason = seq, reason
@@ -44,7 +46,7 @@ def check_tables(conn: sqlite3.Connection, events: list[AuditEvent]) -> tuple | 
     try:
         replay = _replay(events)
         _check_meta(conn, replay)
-    except _Bad as bad:
+    except _ReplayMismatch as bad:
         return bad.seq, bad.reason
     problems = _decision_problems(conn, replay) + _epoch_problems(conn, replay)
     problems += _montage_problems(conn, replay)
@@ -57,19 +59,19 @@ def check_tables(conn: sqlite3.Connection, events: list[AuditEvent]) -> tuple | 
 def _replay(events: list[AuditEvent]) -> _Replay:
     first = events[0]
     if first.kind != STUDY_CREATED:
-        raise _Bad(first.seq, f"{first.label}: the trail does not begin with {STUDY_CREATED}")
+        raise _ReplayMismatch(first.seq, f"{first.label}: the trail does not begin with {STUDY_CREATED}")
     n_epochs = first.payload.get("n_epochs")
     montage = first.payload.get("montage")
     if not _is_int(n_epochs) or n_epochs < 0 or not isinstance(montage, dict):
-        raise _Bad(first.seq, f"{first.label}: its payload lacks n_epochs or montage")
+        raise _ReplayMismatch(first.seq, f"{first.label}: its payload lacks n_epochs or montage")
     state = _Replay(n_epochs, montage, first, first, ["?"] * n_epochs, [first] * n_epochs)
     for event in events[1:]:
         if event.kind == STUDY_CREATED:
-            raise _Bad(event.seq, f"{event.label}: a second {STUDY_CREATED} in one trail")
+            raise _ReplayMismatch(event.seq, f"{event.label}: a second {STUDY_CREATED} in one trail")
         if event.kind == MONTAGE_SET:
             montage = event.payload.get("montage")
             if not isinstance(montage, dict):
-                raise _Bad(event.seq, f"{event.label}: its payload lacks the montage")
+                raise _ReplayMismatch(event.seq, f"{event.label}: its payload lacks the montage")
             state.montage, state.montage_event = montage, event
         elif event.kind in (DECISION, UNDO):
             _replay_decision(state, event)
@@ -83,28 +85,28 @@ def _replay_decision(state: _Replay, event: AuditEvent) -> None:
     source, note, undoes = p.get("source"), p.get("note"), p.get("undoes")
     if not (_is_int(did) and _is_int(epoch) and stage in _STAGES and previous in _STAGES
             and source in SOURCES and (note is None or isinstance(note, str))):
-        raise _Bad(event.seq, f"{event.label}: its payload is not a valid decision")
+        raise _ReplayMismatch(event.seq, f"{event.label}: its payload is not a valid decision")
     if not 0 <= epoch < state.n_epochs:
-        raise _Bad(event.seq, f"{event.label}: epoch {epoch} is outside the recording's "
+        raise _ReplayMismatch(event.seq, f"{event.label}: epoch {epoch} is outside the recording's "
                               f"{state.n_epochs} epochs")
     expected_id = len(state.decisions) + 1
     if did != expected_id:
-        raise _Bad(event.seq, f"{event.label}: decision number {did} is out of sequence "
+        raise _ReplayMismatch(event.seq, f"{event.label}: decision number {did} is out of sequence "
                               f"(expected {expected_id})")
     if (event.kind == UNDO) != (source == UNDO_SOURCE):
-        raise _Bad(event.seq, f"{event.label}: event kind and decision source {source} disagree")
+        raise _ReplayMismatch(event.seq, f"{event.label}: event kind and decision source {source} disagree")
     if event.kind == UNDO:
         target = state.decisions.get(undoes) if _is_int(undoes) else None
         if target is None or target[1][4] == UNDO_SOURCE:
-            raise _Bad(event.seq, f"{event.label}: it undoes decision {undoes}, which is not an "
+            raise _ReplayMismatch(event.seq, f"{event.label}: it undoes decision {undoes}, which is not an "
                                   f"earlier decision")
         if undoes in state.undone:
-            raise _Bad(event.seq, f"{event.label}: decision {undoes} was already undone")
+            raise _ReplayMismatch(event.seq, f"{event.label}: decision {undoes} was already undone")
         state.undone.add(undoes)
     elif undoes is not None:
-        raise _Bad(event.seq, f"{event.label}: only an undo may name a decision it undoes")
+        raise _ReplayMismatch(event.seq, f"{event.label}: only an undo may name a decision it undoes")
     if previous != state.stages[epoch]:
-        raise _Bad(event.seq, f"{event.label}: records the previous stage as {previous} but the "
+        raise _ReplayMismatch(event.seq, f"{event.label}: records the previous stage as {previous} but the "
                               f"trail before it leaves epoch {epoch} at {state.stages[epoch]}")
     state.stages[epoch] = stage
     state.set_by[epoch] = event
@@ -119,7 +121,7 @@ def _check_meta(conn: sqlite3.Connection, state: _Replay) -> None:
         in_event = created.payload.get(key)
         in_meta = get_meta(conn, meta_key)
         if in_meta != ("" if in_event is None else str(in_event)):
-            raise _Bad(created.seq, f"{created.label}: the study's {key} ({in_meta}) differs "
+            raise _ReplayMismatch(created.seq, f"{created.label}: the study's {key} ({in_meta}) differs "
                                     f"from this event ({in_event})")
 
 

@@ -29,8 +29,27 @@ class VerifyResult:
 def verify(path: str | Path) -> VerifyResult:
     """Check a study file's audit trail and that its tables agree with it.
 
-    Returns ``VerifyResult(ok, first_bad_seq, reason)``; ``reason`` is one line naming the
-    first broken event. Raises StudyError when the file is not a readable study at all.
+    Follows the hash chain from its genesis, compares its end with the study's recorded last
+    event (a truncated or extended trail) and replays the events against the tables. Reads one
+    consistent snapshot and writes nothing.
+
+    Parameters
+    ----------
+    path : str or Path
+        The study file.
+
+    Returns
+    -------
+    VerifyResult
+        ``ok``; ``first_bad_seq``, the number of the first broken event (None when all is well, or
+        when the study's record of its last event is itself damaged); ``reason``, one line naming
+        the first broken event (when all is well, counting the events); ``n_events``, the events
+        that chain correctly from the genesis.
+
+    Raises
+    ------
+    StudyError
+        When the file is not a readable study at all.
     """
     conn, _version = open_study_connection(path)
     try:

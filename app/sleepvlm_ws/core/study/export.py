@@ -17,6 +17,19 @@ IDENTIFYING_META = ("recording_path", "recording_fingerprint", "recording_start"
 
 
 def study_hypnogram(study: Study) -> Hypnogram:
+    """The study's current stages as a ``Hypnogram`` (what exports and reports carry).
+
+    Parameters
+    ----------
+    study : Study
+        The open study.
+
+    Returns
+    -------
+    Hypnogram
+        Every epoch's current stage on the 30-s grid; ``start`` from the study's ``start``
+        metadata (None when it has none).
+    """
     start = study.meta.get("start")
     return Hypnogram(stages=study.stages(), start=datetime.fromisoformat(start) if start else None)
 
@@ -49,14 +62,59 @@ def decision_records(study: Study, audit: list | None = None) -> list[dict]:
 
 def accepted_origins(study: Study) -> dict[str, int]:
     """Origin (``suggested_by``) -> how many epochs' current stage is an accepted suggestion
-    from it: the count the exports state (``formats._common.suggestion_origins``)."""
+    from it: the count the exports state (``formats._common.suggestion_origins``).
+
+    Parameters
+    ----------
+    study : Study
+        The open study.
+
+    Returns
+    -------
+    dict of str to int
+        Keys are the real-trained stager's method (e.g. ``yasa-0.8.1/clf_eeg``) or ``model:`` and
+        the model id; an epoch counts when its last decision accepted a suggestion. {} when none
+        did (an overridden stage is the scorer's own).
+    """
     return suggestion_origins(decision_records(study))
 
 
 def export_study(study: Study, fmt: str, out: str | Path, *, scorer: str,
                  deidentify: bool = False) -> Path:
     """Write the technologist's hypnogram (never the AI's suggestions) to ``out`` in ``fmt``.
-    Each decision carries ``suggested_by`` (see ``suggested_by``; None for a manual one)."""
+
+    Each decision carries ``suggested_by`` (see ``suggested_by``; None for a manual one). The file
+    is written atomically, then the export is recorded in the study's audit trail.
+
+    Parameters
+    ----------
+    study : Study
+        The open study.
+    fmt : str
+        One of ``formats.FORMATS`` (``"tsv"``, ``"csv"``, ``"edf"``, ``"xml"``, ``"json"``; None:
+        from the suffix of ``out``). The csv carries the decisions, the json the decisions, the
+        audit trail and the study's metadata; the others hold stages only.
+    out : str or Path
+        The file to write.
+    scorer : str
+        Who exports: the actor of the audit event (required, not blank).
+    deidentify : bool
+        Leave out the recording's start time and the metadata and audit-payload fields that
+        identify the patient or the recording (``IDENTIFYING_META``). Default False.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    HypnogramFormatError
+        One line: an unknown format, a study with no epochs, or a file that cannot be written.
+    ValueError
+        For a blank ``scorer``, raised only after the file has been written (it is then not
+        audited).
+    """
     hyp = study_hypnogram(study)
     meta = {k: v for k, v in study.meta.items() if v is not None}
     audit = [asdict(e) for e in study.audit_events()]

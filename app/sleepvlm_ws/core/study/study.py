@@ -11,15 +11,12 @@ file is recognised live in ``study_schema``; the audit trail in ``audit``.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from ...errors import StudyError
-from ..base.durable import fsync_folder
 from ..base.stages import Stage, parse_stage
 from ..signals.montage import Montage
 from . import audit
@@ -27,14 +24,24 @@ from .audit import AuditEvent
 from .audit_verify import VerifyResult, verify_connection
 from .decision import (AI_ACCEPTED, AI_OVERRIDDEN, DECISION_COLUMNS,  # the study API names its decisions
                        IMPORTED, MANUAL, SOURCES, UNDO, Decision, decision_from_row)
-from .study_schema import (FORMAT_NAME, MIGRATIONS, SCHEMA_VERSION, connect_new, create_schema,
-                           describe_sqlite_error, locate_recording, open_study_connection, read_meta,
-                           set_durability, set_meta, sidecars)
+from .study_rows import create_study_file, migrate, read_montage, record_decision, write_montage
+from .study_schema import (SCHEMA_VERSION, describe_sqlite_error, locate_recording, open_study_connection,
+                           read_meta, set_durability)
 
 STUDY_SUFFIX = ".sleepvlm"
 
 def default_study_path(recording_path: str | Path) -> Path:
-    """Study file next to the recording: ``night.edf`` -> ``night.edf.sleepvlm``."""
+    """Study file next to the recording: ``night.edf`` -> ``night.edf.sleepvlm``.
+
+    Parameters
+    ----------
+    recording_path : str or Path
+        The recording.
+
+    Returns
+    -------
+    Path
+    """
     p = Path(recording_path)
     return p.with_name(p.name + STUDY_SUFFIX)
 
@@ -60,7 +67,28 @@ class Study:
                overwrite: bool = False) -> "Study":
         """Write a new study file (atomically: it appears complete or not at all) and open it.
 
-        Refuses to replace an existing file unless ``overwrite``.
+        Parameters
+        ----------
+        path : str or Path
+            The study file to write.
+        recording_path : str or Path
+            The recording it scores (kept absolute).
+        n_epochs : int
+            The recording's 30-s epochs, all unscored to begin with.
+        montage : Montage
+            The derivations in each role.
+        scorer : str
+            Who created it (the first audit event's actor).
+        recording_fingerprint : str
+            The recording's fingerprint: a later open refuses another recording.
+        start_iso : str or None
+            The recording's start (ISO 8601), for clock times.
+        overwrite : bool
+            Replace an existing file (else StudyError).
+
+        Returns
+        -------
+        Study
         """
         p = Path(path)
         if not _is_int(n_epochs) or n_epochs < 0:
@@ -74,45 +102,28 @@ class Study:
             raise StudyError(p, "a study file already exists here (not overwritten)")
         if not p.parent.is_dir():
             raise StudyError(p, "cannot create the study: its folder does not exist")
-        study_id = uuid.uuid4().hex
-        tmp = p.with_name(f".{p.name}.{study_id[:8]}.creating")
-        try:
-            conn = connect_new(tmp)
-            try:
-                set_durability(conn)
-                conn.execute("BEGIN IMMEDIATE")
-                create_schema(conn)
-                _write_new_study(conn, study_id, recording_path, n_epochs, montage, scorer,
-                                 recording_fingerprint, start_iso)
-                conn.execute("COMMIT")
-            finally:
-                conn.close()  # last connection: checkpoints and removes the -wal file
-            for leftover in sidecars(p):  # a stale WAL must never be replayed onto the new file
-                leftover.unlink(missing_ok=True)
-            os.replace(tmp, p)
-            fsync_folder(p.parent)
-        except (sqlite3.Error, OSError) as exc:
-            for junk in (tmp, *sidecars(tmp)):
-                try:
-                    junk.unlink(missing_ok=True)
-                except OSError:
-                    pass
-            if isinstance(exc, sqlite3.Error):
-                message = describe_sqlite_error(exc, "cannot create the study")
-            else:
-                message = f"cannot create the study: {exc.strerror or exc}"
-            raise StudyError(p, message) from None
+        create_study_file(p, recording_path=recording_path, n_epochs=n_epochs, montage=montage,
+                          scorer=scorer, fingerprint=recording_fingerprint, start_iso=start_iso)
         return cls.open(p)
 
     @classmethod
     def open(cls, path) -> "Study":
-        """Open an existing study. StudyError (one line naming the file) if it is not one."""
+        """Open an existing study (an older schema is upgraded, audited); StudyError if it is not one.
+
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        Study
+        """
         p = Path(path)
         conn, version = open_study_connection(p)
         try:
             set_durability(conn)
             if version < SCHEMA_VERSION:
-                _migrate(conn, version)
+                migrate(conn, version)
             return cls(p, conn)
         except sqlite3.Error as exc:
             conn.close()
@@ -141,7 +152,7 @@ class Study:
             "n_epochs": self.n_epochs,
             "created": meta.get("created", ""),
         }
-        self._montage = _read_montage(conn)
+        self._montage = read_montage(conn)
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -160,6 +171,16 @@ class Study:
     hypnogram = stages
 
     def stage(self, epoch: int) -> Stage:
+        """The current stage of ``epoch`` (IndexError outside ``0 .. n_epochs - 1``).
+
+        Parameters
+        ----------
+        epoch : int
+
+        Returns
+        -------
+        Stage
+        """
         return self._stages[self._check_epoch(epoch)]
 
     def progress(self) -> tuple[int, int]:
@@ -184,21 +205,39 @@ class Study:
         return verify_connection(self._live(), self.path)
 
     def get_state(self, key: str, default: str | None = None) -> str | None:
+        """A viewer setting saved by :meth:`set_state`, else ``default``.
+
+        Parameters
+        ----------
+        key : str
+        default : str or None
+
+        Returns
+        -------
+        str or None
+        """
         rows = self._read("SELECT value FROM ui_state WHERE key = ?", (key,))
         return rows[0][0] if rows else default
 
     # -- changing ----------------------------------------------------------------------
     def set_montage(self, montage: Montage, *, scorer: str) -> None:
+        """Save the montage, audited with the previous one (nothing is written when unchanged).
+
+        Parameters
+        ----------
+        montage : Montage
+        scorer : str
+        """
         if not isinstance(montage, Montage):
             raise TypeError("montage must be a Montage")
         _check_scorer(scorer)
         new = json.loads(montage.to_json())
         with self._writing("the montage") as conn:
-            old = json.loads(_read_montage(conn).to_json())
+            old = json.loads(read_montage(conn).to_json())
             if old == new:
                 return
             conn.execute("DELETE FROM montage")
-            _write_montage(conn, new)
+            write_montage(conn, new)
             audit.append_event(conn, audit.MONTAGE_SET, {"montage": new, "previous": old}, scorer)
         self._montage = Montage.from_json(json.dumps(new))
 
@@ -206,8 +245,20 @@ class Study:
               note: str | None = None, suggestion: dict | None = None) -> Decision:
         """Record one decision; it is committed (with its audit event) when this returns.
 
-        ``suggestion``: for an accepted or overridden AI suggestion, what the audit event says
-        about it (plain JSON: model id, pass, suggested stage; see ``core.study.suggestions``)."""
+        Parameters
+        ----------
+        epoch : int
+        stage : Stage or str
+        scorer, source : str
+        note : str or None
+        suggestion : dict or None
+            For an accepted or overridden AI suggestion, what the audit event says about it
+            (plain JSON: model id, pass, suggested stage; see ``core.study.suggestions``).
+
+        Returns
+        -------
+        Decision
+        """
         self._check_epoch(epoch)
         stage = parse_stage(stage)
         if source not in SOURCES or source == UNDO:
@@ -220,20 +271,41 @@ class Study:
                 raise TypeError("suggestion must be a dict or None")
             audit.canonical_json(suggestion)  # plain JSON or ValueError/TypeError
         with self._writing("the decision") as conn:
-            decision = _record_decision(conn, audit.DECISION, epoch, stage, source, scorer, note,
+            decision = record_decision(conn, audit.DECISION, epoch, stage, source, scorer, note,
                                         None, suggestion)
         self._stages[epoch] = decision.stage
         return decision
 
     def score_many(self, assignments: Iterable[tuple[int, Stage]], *, scorer: str,
                    source: str = IMPORTED, note: str | None = None) -> list[Decision]:
-        """Several decisions in one all-or-nothing transaction (e.g. an imported hypnogram)."""
+        """Several decisions in one all-or-nothing transaction (e.g. an imported hypnogram).
+
+        Parameters
+        ----------
+        assignments : iterable of (int, Stage)
+        scorer, source : str
+        note : str or None
+
+        Returns
+        -------
+        list of Decision
+        """
         with self.batch():
             return [self.score(e, s, scorer=scorer, source=source, note=note)
                     for e, s in assignments]
 
     def undo(self, *, scorer: str) -> Decision | None:
-        """Revert the latest decision not yet undone (itself not an undo); None if none left."""
+        """Revert the latest decision not yet undone (itself not an undo); None if none left.
+
+        Parameters
+        ----------
+        scorer : str
+
+        Returns
+        -------
+        Decision or None
+            The undo: the epoch back at the reverted decision's previous stage.
+        """
         _check_scorer(scorer)
         with self._writing("the undo") as conn:
             row = conn.execute(
@@ -243,13 +315,23 @@ class Study:
             if row is None:
                 return None
             target = decision_from_row(row)
-            decision = _record_decision(conn, audit.UNDO, target.epoch, target.previous, UNDO,
+            decision = record_decision(conn, audit.UNDO, target.epoch, target.previous, UNDO,
                                         scorer, None, target.id)
         self._stages[decision.epoch] = decision.stage
         return decision
 
     def record_event(self, kind: str, payload: dict, actor: str) -> AuditEvent:
-        """Log an event that changes no table here (import, export, ...) in the audit trail."""
+        """Log an event that changes no table here (import, export, ...) in the audit trail.
+
+        Parameters
+        ----------
+        kind, actor : str
+        payload : dict
+
+        Returns
+        -------
+        AuditEvent
+        """
         if not isinstance(kind, str) or not kind or kind in audit.STATE_KINDS:
             raise ValueError(f"record_event cannot log {kind!r} events")
         if not isinstance(payload, dict):
@@ -263,7 +345,12 @@ class Study:
             return audit.append_event(conn, kind, payload, actor)
 
     def set_state(self, key: str, value: str) -> None:
-        """Remember a viewer setting (not audited), e.g. the current epoch."""
+        """Remember a viewer setting (not audited), e.g. the current epoch.
+
+        Parameters
+        ----------
+        key, value : str
+        """
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("ui state keys and values are text")
         with self._writing("the viewing position") as conn:
@@ -281,14 +368,36 @@ class Study:
 
     # -- companion tables (core.study.suggestions) ----------------------------------------------
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        """Rows of a read-only query (StudyError on a damaged or locked file)."""
+        """Rows of a read-only query (StudyError on a damaged or locked file).
+
+        Parameters
+        ----------
+        sql : str
+        args : tuple
+
+        Returns
+        -------
+        list of tuple
+        """
         return self._read(sql, args)
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction (or part of the enclosing ``batch``) for a core module that
-        owns a companion table, e.g. the AI suggestions. Never write the audited tables
-        (epochs, decisions, montage, audit_events, meta) through it."""
+        """One write transaction (or part of the enclosing ``batch``) for a companion table.
+
+        For a core module that owns one, e.g. the AI suggestions. Never write the audited tables
+        (epochs, decisions, montage, audit_events, meta) through it.
+
+        Parameters
+        ----------
+        what : str
+            Names the change in an error (``cannot save <what>``).
+
+        Returns
+        -------
+        contextmanager
+            Yields the study's sqlite3 connection; commits on a clean exit, rolls back on error.
+        """
         with self._writing(what) as conn:
             yield conn
 
@@ -368,83 +477,6 @@ class Study:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _write_new_study(conn, study_id, recording_path, n_epochs, montage, scorer, fingerprint,
-                     start_iso) -> None:
-    # The identity goes in first: the first event's genesis hash comes from the study id.
-    set_meta(conn, "format", FORMAT_NAME)
-    set_meta(conn, "schema_version", SCHEMA_VERSION)
-    set_meta(conn, "study_id", study_id)
-    recording = os.path.abspath(os.fspath(recording_path))
-    montage_obj = json.loads(montage.to_json())
-    event = audit.append_event(conn, audit.STUDY_CREATED, {
-        "study_id": study_id,
-        "schema_version": SCHEMA_VERSION,
-        "recording_path": recording,
-        "recording_fingerprint": fingerprint or "",
-        "recording_start": start_iso,
-        "n_epochs": n_epochs,
-        "montage": montage_obj,
-    }, scorer)
-    for key, value in (("recording_path", recording), ("recording_fingerprint", fingerprint or ""),
-                       ("recording_start", start_iso or ""), ("n_epochs", n_epochs),
-                       ("created", event.time), ("created_by", scorer)):
-        set_meta(conn, key, value)
-    conn.executemany("INSERT INTO epochs(epoch, stage) VALUES (?, ?)",
-                     ((e, Stage.UNSCORED.value) for e in range(n_epochs)))
-    _write_montage(conn, montage_obj)
-
-
-def _record_decision(conn, kind, epoch, stage, source, scorer, note, undoes,
-                     suggestion: dict | None = None) -> Decision:
-    """Insert one decision, its audit event and the epoch's new stage (caller's transaction)."""
-    row = conn.execute("SELECT stage FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
-    if row is None:
-        raise sqlite3.DatabaseError(f"epoch {epoch} is missing: database disk image is malformed")
-    previous = Stage(row[0])
-    did = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM decisions").fetchone()[0]
-    payload = {"decision": did, "epoch": epoch, "stage": stage.value,
-               "previous": previous.value, "source": source, "note": note}
-    if undoes is not None:
-        payload["undoes"] = undoes
-    if suggestion is not None:
-        payload["suggestion"] = suggestion
-    event = audit.append_event(conn, kind, payload, scorer)
-    conn.execute(f"INSERT INTO decisions({DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (did, epoch, stage.value, previous.value, source, scorer, event.time, note,
-                  undoes))
-    conn.execute("UPDATE epochs SET stage = ? WHERE epoch = ?", (stage.value, epoch))
-    return Decision(did, epoch, stage, previous, source, scorer, event.time, note, undoes)
-
-
-def _read_montage(conn: sqlite3.Connection) -> Montage:
-    raw = {role: (None if pos is None else [pos, neg])
-           for role, pos, neg in conn.execute("SELECT role, positive, negative FROM montage")}
-    return Montage.from_json(json.dumps(raw))
-
-
-def _write_montage(conn: sqlite3.Connection, montage_obj: dict) -> None:
-    conn.executemany("INSERT INTO montage(role, positive, negative) VALUES (?, ?, ?)",
-                     ((role, None if d is None else d[0], None if d is None else d[1])
-                      for role, d in montage_obj.items()))
-
-
-def _migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Upgrade an older study step by step; each step is one audited transaction."""
-    while version < SCHEMA_VERSION:
-        step = MIGRATIONS[version]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            step(conn)
-            set_meta(conn, "schema_version", version + 1)
-            audit.append_event(conn, audit.SCHEMA_MIGRATED,
-                               {"from": version, "to": version + 1}, "sleepvlm-ws")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        version += 1
-
-
 def _check_scorer(scorer: object) -> None:
     if not isinstance(scorer, str) or not scorer.strip():
         raise ValueError("a scorer (who made the change) is required")

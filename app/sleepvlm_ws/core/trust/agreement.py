@@ -66,8 +66,31 @@ def agreement(reference: Sequence[Optional[Stage]],
               compared: Sequence[Optional[Stage]]) -> Agreement:
     """Agreement of ``compared`` with ``reference`` (same epoch grid, same length).
 
-    Raises ValueError when the lengths differ and :class:`NoCommonEpochsError` when no epoch
-    has a sleep stage in both."""
+    Only epochs that both scorings gave W, N1, N2, N3 or R are compared; the others are counted
+    in ``n_excluded``.
+
+    Parameters
+    ----------
+    reference : sequence of Stage or None
+        The reference scoring, one entry per epoch (e.g. the technologist's final stages): the
+        confusion matrix's rows.
+    compared : sequence of Stage or None
+        The scoring held against it (e.g. the AI's suggested stages, None where it named none):
+        the columns.
+
+    Returns
+    -------
+    Agreement
+        Cohen's kappa, accuracy, macro-F1, per-stage recall, precision and F1 and the 5 x 5
+        confusion matrix; undefined figures are None (see the module's notes).
+
+    Raises
+    ------
+    ValueError
+        When the two scorings differ in length.
+    NoCommonEpochsError
+        When no epoch has a sleep stage in both (an InputError and a ValueError).
+    """
     if len(reference) != len(compared):
         raise ValueError(f"the two scorings cover different numbers of epochs "
                          f"({len(reference)} and {len(compared)})")

@@ -45,9 +45,41 @@ class ReportError(InputError):
 def write_report(study: Study, out: str | Path, *, author: str, deidentify: bool = False,
                  lights_off: int | None = None, lights_on: int | None = None,
                  pack_dirs: Iterable[str | Path] | None = None) -> Path:
-    """Write the PDF report of ``study`` to ``out`` and audit it; returns the path.
+    """Write the PDF report of ``study`` to ``out`` (atomically) and record it in the study's
+    audit trail.
 
-    ReportError (one line) when the file cannot be written or the lights are outside the night."""
+    Parameters
+    ----------
+    study : Study
+        The open study.
+    out : str or Path
+        The PDF to write: a name ending ``.pdf`` that is neither the study file nor its recording.
+    author : str
+        Who reports: named in the header ("Report by") and the actor of the audit event (required,
+        not blank).
+    deidentify : bool
+        Leave out the patient fields, the file names, the study id and the recording date (the
+        hypnogram is then drawn in hours from the start). Default False.
+    lights_off, lights_on : int, optional
+        The sleep statistics' analysed period as epoch indices, ``lights_on`` exclusive (default:
+        the first scored epoch to the one after the last, see ``sleep_statistics``).
+    pack_dirs : iterable of str or Path, optional
+        Where to look for the model pack the AI suggestions came from (default: the usual pack
+        folders).
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ReportError
+        One line: ``out`` is not a .pdf name, is the study file or its recording, or cannot be
+        written, or the lights lie outside the night or out of order.
+    ValueError
+        For a blank ``author``, raised only after the PDF has been written (it is then not audited).
+    """
     out = Path(out)
     if out.suffix.lower() != ".pdf":
         raise ReportError(out, "a report is a PDF: give the file name a .pdf ending")
@@ -266,7 +298,18 @@ def _page_audit(c: ReportContent):
 
 # -------------------------------------------------------------------------- helpers
 def format_kappa(kappa: float | None) -> str:
-    """Kappa as printed in the report: three decimals, or why it is undefined."""
+    """Kappa as printed in the report: three decimals, or why it is undefined.
+
+    Parameters
+    ----------
+    kappa : float or None
+        Cohen's kappa; None when undefined (both scorings used one stage only).
+
+    Returns
+    -------
+    str
+        E.g. ``"0.734"``, or ``"undefined (one stage only)"``.
+    """
     return "undefined (one stage only)" if kappa is None else f"{kappa:.3f}"
 
 

@@ -23,10 +23,11 @@ from typing import Iterable
 from ...errors import InputError
 from ..base.stages import SLEEP_STAGES, Stage
 from ..model.model_pack import list_packs, load_manifest
+from ..study.ai_runs import AI_RUN_FINISHED, AI_RUN_STARTED
 from ..study.audit import EXPORT, IMPORT
 from ..study.export import accepted_origins, study_hypnogram
 from ..study.study import AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED, MANUAL, UNDO, Study
-from ..study.suggestions import AI_RUN_FINISHED, AI_RUN_STARTED, SuggestionStore
+from ..study.suggestions import SuggestionKey, SuggestionStore
 from .agreement import Agreement, NoCommonEpochsError, agreement
 from .sleep_statistics import SleepStatistics, sleep_statistics
 
@@ -116,8 +117,19 @@ def model_card_real_data(text: str) -> str | None:
 
 
 def pack_card_summary(pack_dir: str | Path) -> tuple[str | None, str | None]:
-    """(provenance, real data) paragraphs of the model card of the pack at ``pack_dir``; None
-    for what the card does not say or when it cannot be read."""
+    """What a pack's model card says of where the model came from and how it did on real data.
+
+    Parameters
+    ----------
+    pack_dir : path
+        The model pack's folder.
+
+    Returns
+    -------
+    (str or None, str or None)
+        The provenance and the real-data paragraphs; None for what the card does not say or
+        when the card (or the manifest) cannot be read.
+    """
     try:
         card = load_manifest(pack_dir).model_card_path
         text = card.read_text(encoding="utf-8") if card is not None else ""
@@ -143,8 +155,23 @@ def model_card_provenance(text: str) -> str | None:
 
 def describe_model(study: Study, model_id: str, renderer_version: str,
                    search_dirs: Iterable[str | Path] | None = None) -> ModelInfo:
-    """Name the model that made suggestions: the installed pack whose LM hash is ``model_id``
-    (its label and model card), else the label the scoring run recorded in the audit trail."""
+    """Name the model that made a study's suggestions.
+
+    Parameters
+    ----------
+    study : Study
+        The open study (its audit trail names the model a run used).
+    model_id, renderer_version : str
+        The suggestions' model (its LM file's SHA-256) and renderer.
+    search_dirs : iterable of path, optional
+        Where to look for installed packs (default: the usual pack folders).
+
+    Returns
+    -------
+    ModelInfo
+        The installed pack's label and model card where one has that LM hash, else the label
+        the scoring run recorded (``model <hash prefix>`` when none).
+    """
     for manifest in list_packs(search_dirs):
         if manifest.files["lm"].sha256 != model_id:
             continue
@@ -166,16 +193,30 @@ def describe_model(study: Study, model_id: str, renderer_version: str,
     return ModelInfo(model_id, renderer_version, label, None, False)
 
 
-def ai_suggested_stages(study: Study, model_id: str | None = None,
-                        renderer_version: str | None = None) -> tuple[str, str, list] | None:
-    """``(model id, renderer version, the AI's stage per epoch or None)`` for ``model_id``
-    (default: the model that made suggestions most recently); None when it made none here."""
+def ai_suggested_stages(study: Study, key: SuggestionKey | None = None
+                        ) -> tuple[SuggestionKey, list] | None:
+    """The model's own stage per epoch.
+
+    Parameters
+    ----------
+    study : Study
+        The open study.
+    key : SuggestionKey, optional
+        Whose suggestions (model and renderer); default: the model that made suggestions
+        most recently.
+
+    Returns
+    -------
+    (SuggestionKey, list) or None
+        The key found (both passes) and the stage per epoch (None where it has none); None
+        when that model made no suggestions here.
+    """
     store = SuggestionStore(study)
-    for found_id, renderer, _n in store.models():
-        if model_id is None or (found_id == model_id and renderer_version in (None, renderer)):
-            found = store.all_for(found_id, renderer)
-            return found_id, renderer, [found[e].stage if e in found else None
-                                        for e in range(study.n_epochs)]
+    for found_key, _n in store.models():
+        if key is None or found_key == key.for_pass(None):
+            found = store.all_for(found_key)
+            return found_key, [found[e].stage if e in found else None
+                               for e in range(study.n_epochs)]
     return None
 
 
@@ -304,8 +345,8 @@ def gather(study: Study, *, author: str, deidentify: bool = False,
     accepted = 0
     ai = ai_suggested_stages(study)
     if ai is not None:
-        model_id, renderer, ai_stages = ai
-        model = describe_model(study, model_id, renderer, pack_dirs)
+        found_key, ai_stages = ai
+        model = describe_model(study, found_key.model_id, found_key.renderer_version, pack_dirs)
         try:
             result = agreement(stages, ai_stages)
         except NoCommonEpochsError as exc:

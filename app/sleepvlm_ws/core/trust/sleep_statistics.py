@@ -127,8 +127,31 @@ def sleep_statistics(stages: Sequence[Stage], *, lights_off: int | None = None,
                      lights_on: int | None = None,
                      epoch_s: float = EPOCH_SECONDS) -> SleepStatistics:
     """The statistics of ``stages`` between ``lights_off`` and ``lights_on`` (epoch indices;
-    ``lights_on`` exclusive). Raises ValueError for a hypnogram with no scored epoch (and no
-    explicit lights off / on) or for lights indices outside the hypnogram or out of order."""
+    ``lights_on`` exclusive), as defined in the module's notes.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+        One stage per epoch (stage values such as ``"N2"`` are accepted).
+    lights_off : int, optional
+        The first epoch analysed (default: the first scored epoch; artefact counts as scored).
+    lights_on : int, optional
+        The first epoch after the analysed period (default: the one after the last scored epoch).
+    epoch_s : float
+        The epoch length in seconds (default 30).
+
+    Returns
+    -------
+    SleepStatistics
+        Durations in minutes; None where a statistic does not exist (no sleep, no R).
+
+    Raises
+    ------
+    ValueError
+        For a hypnogram with no scored epoch (unless both lights are given), lights that are not
+        epoch indices or lie outside the hypnogram or out of order, an ``epoch_s`` that is not
+        positive, or an entry of ``stages`` that is no stage value.
+    """
     stages = [s if isinstance(s, Stage) else Stage(s) for s in stages]
     n = len(stages)
     if not (epoch_s > 0):

@@ -68,8 +68,30 @@ def import_hypnogram(path: str | Path, *, fmt: str | None = None, n_epochs: int 
     """Read a hypnogram file onto the ``epoch_s`` grid (epoch 0 at the recording start).
 
     ``n_epochs`` (the study's length) cuts the result or pads it with unscored epochs. Periods
-    off the grid go to the epoch containing their start. What had to be adjusted is listed
-    in the result's ``warnings``.
+    off the grid go to the epoch containing their start; a later period overrides an earlier
+    one. What had to be adjusted is listed in the result's ``warnings``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The hypnogram file.
+    fmt : str, optional
+        One of ``FORMATS`` (``"bdf"`` and ``"edf+"`` read as ``"edf"``). Default: named by the file's
+        suffix, else recognised from its first 512 bytes.
+    n_epochs : int, optional
+        The study's length in epochs (default: as long as the file's periods reach).
+    epoch_s : float
+        The epoch length in seconds (default 30).
+
+    Returns
+    -------
+    Hypnogram
+
+    Raises
+    ------
+    HypnogramFormatError
+        One line naming the file: unreadable, of an unknown format, not valid in its format,
+        holding no sleep stages, or with a period that lies absurdly far out.
     """
     path = Path(path)
     if fmt is None:

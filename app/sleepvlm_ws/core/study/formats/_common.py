@@ -101,9 +101,27 @@ def write_atomically(path: str | Path, write_to: Callable[[Path], None]) -> Path
     """Write an export so that the final name only ever holds a complete file.
 
     ``write_to(tmp)`` writes the whole export to a temporary file in the target folder; it is
-    then flushed to disk and renamed over ``path``. On any failure (full disk, no permission)
-    the temporary file is removed, an existing file under ``path`` is left as it was, and a
-    one-line ``HypnogramFormatError`` is raised.
+    then flushed to disk and renamed over ``path`` (a replaced file's permissions are kept). On
+    any failure the temporary file is removed and an existing file under ``path`` is left as it
+    was; a file-system error (full disk, no permission) becomes a one-line
+    ``HypnogramFormatError``, any other error from ``write_to`` is raised as it is.
+
+    Parameters
+    ----------
+    path : str or Path
+        The export's final name; its folder must exist.
+    write_to : callable
+        ``write_to(tmp)`` writes the export to the path ``tmp``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    HypnogramFormatError
+        When ``path`` is a folder, its folder is missing, or the file cannot be written.
     """
     path = Path(path)
     folder = path.parent

@@ -286,7 +286,23 @@ def _check_alpha(claim: Claim, ev: EpochEvidence) -> tuple[str, str]:
 
 
 def check_claims(text: str, evidence: EpochEvidence) -> list[ClaimCheck]:
-    """Each claim in ``text`` with its verdict against ``evidence`` (that epoch's measurements)."""
+    """Each checkable claim in a rationale, with its verdict against that epoch's measurements.
+
+    Parameters
+    ----------
+    text : str
+        The rationale (None or empty: no claims).
+    evidence : EpochEvidence
+        The measurements of the epoch the rationale explains.
+
+    Returns
+    -------
+    list of ClaimCheck
+        In text order: the claim's character span (``start``, ``end``) and ``text``, its ``kind``
+        (``"spindle"``, ``"k_complex"``, ``"slow_wave"``, ``"alpha"``, ...), the ``verdict``
+        (``"supported"``, ``"contradicted"`` or ``"not_measurable"``) and a short ``reason``
+        quoting the measured value.
+    """
     out = []
     for claim in find_claims(text or ""):
         verdict, reason = _check(claim, evidence)

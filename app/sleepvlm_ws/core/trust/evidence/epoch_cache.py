@@ -116,11 +116,43 @@ class EvidenceCache:
         self._lock = threading.Lock()
 
     def cached(self, epoch: int) -> EpochFindings | None:
+        """The findings of ``epoch`` if already measured; never measures.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index.
+
+        Returns
+        -------
+        EpochFindings or None
+            None when the epoch has not been measured yet.
+        """
         with self._lock:
             return self._found.get(int(epoch))
 
     def get(self, epoch: int) -> EpochFindings:
-        """The findings of ``epoch`` (measured now unless already kept)."""
+        """The findings of ``epoch``, measured now unless already kept.
+
+        Measuring reads every role over the epoch and ``context_epochs`` epochs either side; the
+        first chin level measured also reads the whole night's chin, once.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index, ``0 .. n_epochs - 1``.
+
+        Returns
+        -------
+        EpochFindings
+
+        Raises
+        ------
+        IndexError
+            When ``epoch`` lies outside the recording.
+        RecordingError
+            When the recording lacks a montage channel or cannot be read.
+        """
         epoch = int(epoch)
         if not 0 <= epoch < self.n_epochs:
             raise IndexError(f"epoch {epoch} is outside the recording (0-{self.n_epochs - 1})")

@@ -203,7 +203,25 @@ def measure_night(signals: dict[str, tuple[np.ndarray, float]], n_epochs: int) -
 
 
 def measure_recording(recording, montage: Montage) -> list[EpochEvidence]:
-    """Read each role the montage fills (whole night) and measure it."""
+    """Read each role the montage fills (whole night) and measure it (see ``measure_night``).
+
+    Parameters
+    ----------
+    recording : Recording
+        The open recording; its whole 30-s epochs are measured (a partial tail is not).
+    montage : Montage
+        Which channels feed the roles; an empty role makes the items it feeds not measurable.
+
+    Returns
+    -------
+    list of EpochEvidence
+        One per epoch; times in seconds from the epoch's onset.
+
+    Raises
+    ------
+    RecordingError
+        When the recording lacks a channel the montage names or cannot be read.
+    """
     n_epochs = recording.n_epochs
     signals = {}
     for role, derivation in montage.roles.items():

@@ -65,7 +65,27 @@ def _chin_text(ev: EpochEvidence) -> str:
 
 def check_rule(rule_id: str, evidence: Sequence[EpochEvidence], index: int,
                stages: Sequence) -> RuleCheck:
-    """Whether ``rule_id`` holds for epoch ``index`` given the measurements and the hypnogram."""
+    """Whether ``rule_id`` holds for epoch ``index`` given the measurements and the hypnogram.
+
+    Parameters
+    ----------
+    rule_id : str
+        A SleepVLM rule ID (``"W.1"`` ... ``"MBM.2"``).
+    evidence : sequence of EpochEvidence
+        Per-epoch measurements; only ``evidence[index]`` is read.
+    index : int
+        The epoch checked.
+    stages : sequence
+        The hypnogram (Stages or stage values such as ``"N2"``; anything else counts as no stage).
+        The epoch's own stage and its neighbours' decide N2.2, N2.3, N2.4, R.2, R.3, MBM.1 and MBM.2.
+
+    Returns
+    -------
+    RuleCheck
+        ``rule_id``, the ``verdict`` (``"supported"``, ``"contradicted"``, or ``"not_measurable"``
+        when a channel the rule needs is missing or the rule is unknown) and a one-line ``reason``
+        quoting the measured values and what the rule needs.
+    """
     ev = evidence[index]
     prev, nxt, cur = _stage(stages, index - 1), _stage(stages, index + 1), _stage(stages, index)
     r = rule_id
@@ -164,7 +184,25 @@ def check_rule(rule_id: str, evidence: Sequence[EpochEvidence], index: int,
 def derive_rules(evidence: Sequence[EpochEvidence], index: int, stages: Sequence) -> list[str]:
     """The rule IDs an answer scoring ``stages[index]`` should cite: every rule for that stage
     (or ending the previous one) that the measurements and the hypnogram support, in catalogue
-    order. May be empty when nothing the rules name is visible."""
+    order. May be empty when nothing the rules name is visible.
+
+    Parameters
+    ----------
+    evidence : sequence of EpochEvidence
+        The whole night's measurements, one per epoch (every wake epoch's alpha decides between
+        N1.1 and N1.2).
+    index : int
+        The epoch.
+    stages : sequence
+        The hypnogram, one Stage (or stage value) per epoch.
+
+    Returns
+    -------
+    list of str
+        The supported rules. N1.2 replaces N1.1 when no wake epoch has alpha in over half of it;
+        N2.1 drops N2.2 and N2.3; R.1 drops R.2; MBM.2 comes last when it holds and MBM.1 does
+        not (so an unscored or artefact epoch can get MBM.2 alone).
+    """
     cur = _stage(stages, index)
     candidates = {
         Stage.W: ["W.1", "W.2", "W.3", "N2.4", "R.3", "MBM.1"],
@@ -193,7 +231,25 @@ def _produces_alpha(evidence: Sequence[EpochEvidence], stages: Sequence) -> bool
 
 def hypnogram_neighbours(scored: Sequence, suggested: Sequence | None, index: int) -> tuple:
     """The stages either side of epoch ``index`` as the hypnogram now has them: the
-    technologist's decision where there is one, else the model's suggestion (None: neither)."""
+    technologist's decision where there is one, else the model's suggestion (None: neither).
+
+    Parameters
+    ----------
+    scored : sequence
+        The study's current stages, one per epoch; an unscored epoch falls back to ``suggested``
+        (an artefact epoch does not).
+    suggested : sequence or None
+        The model's suggested stages, one per epoch (None where it named none), or None when
+        there are no suggestions.
+    index : int
+        The epoch.
+
+    Returns
+    -------
+    tuple of (Stage or None, Stage or None)
+        The previous and the next epoch's stage; None past either end of the night or where
+        neither has one.
+    """
     def at(i: int):
         own = _stage(scored, i)
         if own is not None and own.is_scored:
@@ -205,7 +261,23 @@ def hypnogram_neighbours(scored: Sequence, suggested: Sequence | None, index: in
 def check_suggestion(suggestion, evidence: EpochEvidence, hypnogram_neighbours: tuple) -> list[RuleCheck]:
     """Each rule the suggestion cites, checked against the epoch's measurements, with the rules
     that depend on the neighbours (N2.2, N2.3, N2.4, R.2, R.3, MBM) judged against the current
-    hypnogram: ``hypnogram_neighbours`` is (previous stage, next stage), see above."""
+    hypnogram.
+
+    Parameters
+    ----------
+    suggestion : Suggestion
+        The model's suggestion (its ``rules``). The rules are checked against the stage the model
+        named (``model_reading``), which they explain, also when a real-trained stager led it.
+    evidence : EpochEvidence
+        The epoch's measurements.
+    hypnogram_neighbours : tuple
+        (previous stage, next stage), as :func:`hypnogram_neighbours` gives them.
+
+    Returns
+    -------
+    list of RuleCheck
+        One per cited rule, in the suggestion's order.
+    """
     prev, nxt = hypnogram_neighbours
     # the model's own reading: a suggestion led by a stager keeps the model's rules for it
     stages = [prev, getattr(suggestion, "model_reading", suggestion.stage), nxt]
