@@ -121,7 +121,8 @@ class _Eta:
 
 class ScoringRun:
     """Score a recording's epochs with ``runtime`` (``LocalRuntime`` or ``RemoteRuntime``:
-    anything with ``model_id`` and ``suggest(images, *, rationale)``), storing each answer in
+    anything with ``model_id`` and ``suggest(images, *, rationale)`` returning a
+    ``RuntimeAnswer``), storing each answer in
     the study at ``study_path``. ``run`` may be called from a worker thread: it opens its own
     study connection there, and calls ``progress`` from that thread (a GUI forwards it to its
     own thread with a queued signal).

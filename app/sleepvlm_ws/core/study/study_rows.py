@@ -1,8 +1,8 @@
 """The rows a study writes: a new study file, its identity and first event, a decision with its audit
 event and the epoch's new stage, the montage table, and the schema's step-by-step upgrade.
 
-``core.study.study.Study`` calls these inside its own transactions; nothing else should: every
-write here goes with its audit event, and only ``Study`` knows when a transaction is open.
+Only ``core.study.study.Study`` calls these: ``create_study_file`` builds a new file on its own
+connection; the others run inside the study's own transactions, each write with its audit event.
 """
 
 from __future__ import annotations

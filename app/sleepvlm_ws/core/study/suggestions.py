@@ -231,7 +231,7 @@ class SuggestionStore:
         rows = self.study.query("SELECT model_id, renderer_version, COUNT(DISTINCT epoch), "
                                 "MAX(id) FROM suggestions GROUP BY model_id, renderer_version "
                                 "ORDER BY MAX(id) DESC")
-        return [(SuggestionKey(m, r), int(n)) for m, r, n, _last in rows]
+        return [(SuggestionKey(m, r), int(n)) for m, r, n, _last in rows if m and r]   # '' is no key
 
 
 # ------------------------------------------------------------------- accept / override
