@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -19,10 +20,10 @@ from sleepvlm_ws.core.synth import generate_night, write_night_edf
 STAGES = [Stage.W] * 3 + [Stage.N1] * 2 + [Stage.N2] * 5 + [Stage.N3] * 4 + [Stage.R] * 4 + [Stage.W] * 2
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("sleepvlm-ws", path=str(Path(sys.executable).parent))
     cmd = [exe] if exe else [sys.executable, "-m", "sleepvlm_ws.cli"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,46 @@ def test_import_export_verify_and_tamper(recording, tmp_path):
     proc = run("audit", "verify", str(study_path))
     assert proc.returncode == 1
     assert "epoch 5" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_every_study_argument_accepts_the_recording(recording, tmp_path):
+    """As the README says: a recording stands for the study beside it, for export, audit
+    verify and report alike (a recording without one is refused in one line)."""
+    rec = tmp_path / recording.name
+    shutil.copy(recording, rec)
+    assert run("import", str(rec), str(rec)).returncode == 0
+    proc = run("audit", "verify", str(rec))
+    assert proc.returncode == 0, proc.stderr
+    assert "intact" in proc.stdout and default_study_path(rec).name in proc.stdout
+    pdf = tmp_path / "night.pdf"
+    proc = run("report", str(rec), "--out", str(pdf))
+    assert proc.returncode == 0, proc.stderr
+    assert pdf.read_bytes().startswith(b"%PDF")
+    lone = tmp_path / "lone.edf"
+    shutil.copy(recording, lone)
+    one_line_error(run("audit", "verify", str(lone)), "lone.edf")
+    one_line_error(run("report", str(lone), "--out", str(tmp_path / "lone.pdf")), "lone.edf")
+
+
+@pytest.mark.parametrize("command", ["open", "demo"])
+def test_a_window_command_without_a_display_says_so_in_one_line(command, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["SLEEPVLM_WS_HOME"] = str(tmp_path / "home")
+    proc = run(command, "--exit-after", "1", env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no display" in lines[0] and "--screenshot" in lines[0], proc.stderr
+
+
+def test_open_without_a_display_draws_offscreen_when_asked_for_a_screenshot(recording, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["SLEEPVLM_WS_HOME"] = str(tmp_path / "home")
+    rec = tmp_path / recording.name
+    shutil.copy(recording, rec)
+    shot = tmp_path / "open.png"
+    proc = run("open", str(rec), "--screenshot", str(shot), "--exit-after", "1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert shot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_deidentified_export_carries_no_identifiers(recording, tmp_path):

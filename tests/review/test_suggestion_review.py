@@ -185,3 +185,33 @@ def test_checks_judge_the_model_s_reading_with_neighbours_from_the_hypnogram(ses
     assert review.neighbours(9) == (Stage.N2, None)      # no epoch after the last one
     rules, claims = review.checks(review.suggestion(1), evidence[1])
     assert [c.rule_id for c in rules] == ["W.1"] and claims == []
+
+
+def test_an_override_is_recorded_against_the_suggestion_the_technologist_was_shown(session):
+    """The stager's answers arrive while the note is being written: the override still refers
+    to what the dialog asked about (the model's N1), not to the stage offered afterwards."""
+    review = SuggestionReview(session, key=KEY)
+    session.go_to(3)
+    shown = review.override_target(Stage.N2)             # the model's N1 is on screen
+    assert shown.stage is Stage.N1 and not shown.led
+    review.store_second_opinion(_stager_run())           # meanwhile YASA says N2 for epoch 3
+    assert review.suggestion(3).stage is Stage.N2
+    decision = review.override(Stage.N2, "spindle at 21 s", suggestion=shown)
+    assert decision.source == AI_OVERRIDDEN and decision.stage is Stage.N2
+    ref = session.study.audit_events()[-1].payload["suggestion"]
+    assert ref["suggested_stage"] == "N1" and "stage_source" not in ref
+
+
+def test_the_decision_behind_an_epoch_s_stage_undo_included(session):
+    review = SuggestionReview(session, key=KEY, source=MODEL)
+    session.go_to(4)
+    assert review.decision(4) is None
+    review.override(Stage.N3, "slow waves over 20 % of the epoch")
+    assert review.decision(4).source == AI_OVERRIDDEN and review.decision(4).note.startswith("slow")
+    session.go_to(4)
+    session.score(Stage.N2, advance=False)
+    assert review.decision(4).source == "manual" and review.decision(4).stage is Stage.N2
+    session.undo()                                        # the override stands again
+    assert review.decision(4).source == AI_OVERRIDDEN and session.stage(4) is Stage.N3
+    session.undo()
+    assert review.decision(4) is None and session.stage(4) is Stage.UNSCORED

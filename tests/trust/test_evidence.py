@@ -139,11 +139,27 @@ def test_false_claims_are_contradicted_with_a_readable_reason(planted):
     _, ev = planted
     n3 = check_rule("N3.1", ev, 3, STAGES)
     assert n3.verdict == "contradicted"
-    assert "F4-M1" in n3.reason and "needs >= 6 s" in n3.reason
+    assert "F4-M1" in n3.reason and "N3 needs 6 s" in n3.reason
     assert check_rule("W.1", ev, 7, STAGES).verdict == "contradicted"
     assert check_rule("N2.1", ev, 10, STAGES).verdict == "contradicted"
     assert check_rule("R.1", ev, 3, STAGES).verdict == "contradicted"
     assert check_rule("N2.2", ev, 0, STAGES).verdict == "contradicted"
+
+
+def test_rationales_and_reasons_read_as_a_technologist_writes(planted):
+    """Units as µV, no figure that says nothing ("for 0.0 s, under 6 s", "1.00 of its range")."""
+    _, ev = planted
+    texts = [write_rationale(STAGES[i], ev, i, STAGES) for i in range(N)]
+    texts += [check_rule(rule, ev, i, STAGES).reason for i in range(N)
+              for rule in ("N3.1", "W.1", "R.1", "R.2", "N2.1")]
+    joined = " ".join(texts)
+    assert "µV" in joined and " uV" not in joined and "of its range" not in joined
+    assert "for 0.0 s" not in joined and "night's range" not in joined
+    n2 = write_rationale(S.N2, ev, 4, STAGES)                  # no slow waves in epoch 4
+    assert "Not N3: no slow waves over 75 µV on F4-M1." in n2
+    assert "no slow waves over 75 µV on F4-M1 (N3 needs 6 s)" == check_rule("N3.1", ev, 4, STAGES).reason
+    wake = write_rationale(S.W, ev, 0, STAGES)
+    assert "Chin EMG tone" in wake and ("night's highest level" in wake or "of the way from" in wake)
 
 
 def test_missing_channel_is_not_measurable():

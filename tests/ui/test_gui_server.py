@@ -27,6 +27,7 @@ from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT
 from sleepvlm_ws.ui.main_window import MainWindow
 from sleepvlm_ws.ui.settings_dialog import SERVER_PLACEHOLDER, SettingsDialog
+from sleepvlm_ws.ui.suggestion_text import clinical_units
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extras are missing")
 
@@ -204,7 +205,7 @@ def test_the_window_scores_a_night_through_the_lab_server(qtbot, server, night, 
     assert blocker.args == [2, ""]
     assert _stored(window, RATIONALE) == [2]
     explained = store.get(2, SuggestionKey(REMOTE_ID, RENDERER_VERSION))
-    assert window.ai_panel.rationale.toPlainText() == explained.rationale
+    assert window.ai_panel.rationale.toPlainText() == clinical_units(explained.rationale)
     assert errors == [] and window.session.study.verify().ok
 
 

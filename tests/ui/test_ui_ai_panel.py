@@ -19,8 +19,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from sleepvlm_ws.core.base.rules import load_rules
-from sleepvlm_ws.core.base.stages import EPOCH_SECONDS, Stage
-from sleepvlm_ws.core.model.answer import parse_answer
+from sleepvlm_ws.core.base.stages import EPOCH_SECONDS, SLEEP_STAGES, Stage
+from sleepvlm_ws.core.model.answer import format_answer, parse_answer
 from sleepvlm_ws.core.model.model_pack import load_manifest
 from sleepvlm_ws.core.model.settings import ModelSettings, load_settings, save_settings, settings_path
 from sleepvlm_ws.core.review.suggestion_review import NOTE_REQUIRED
@@ -28,13 +28,15 @@ from sleepvlm_ws.core.signals.montage import auto_montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
 from sleepvlm_ws.core.study.ai_runs import AI_RUN_FINISHED
 from sleepvlm_ws.core.study.study import AI_ACCEPTED, AI_OVERRIDDEN, MANUAL, Study
-from sleepvlm_ws.core.study.suggestions import (FAST, RATIONALE, SuggestionKey, SuggestionStore,
+from sleepvlm_ws.core.study.suggestions import (FAST, RATIONALE, Suggestion, SuggestionKey, SuggestionStore,
                                                 rationale_only_flags)
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT, AIPanel
 from sleepvlm_ws.ui.hypnogram_view import STAGE_LEVELS, SUGGESTION_OFFSET, HypnogramView
 from sleepvlm_ws.ui.main_window import MainWindow
+from sleepvlm_ws.ui.override_note import OverrideNoteDialog
 from sleepvlm_ws.ui.settings_dialog import SettingsDialog
+from sleepvlm_ws.ui.suggestion_text import clinical_units
 
 STAGES = [Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N3, Stage.R]
 N_EPOCHS = len(STAGES)
@@ -159,6 +161,106 @@ def test_score_night_then_accept_and_override_with_a_note(qtbot, night, tiny_pac
     assert errors == []
 
 
+def test_accept_all_unflagged_during_a_run_says_the_model_has_not_finished(qtbot, night, tiny_pack,
+                                                                          errors):
+    """Half the night answered (confident N2, stored as the run would), the run held on the
+    rest: the question names what the model has answered so far."""
+    window = open_window(qtbot, night)
+    load_model(qtbot, window, tiny_pack)
+    controller = window.ai.controller
+    store = SuggestionStore(window.session.study)
+    sure = {s.value: (0.97 if s is Stage.N2 else 0.0075) for s in SLEEP_STAGES}
+    for epoch in range(3):
+        store.put(epoch, parse_answer(format_answer("N2", ["N2.1"])), controller.key.for_pass(FAST),
+                  stage_probabilities=sure)
+    window.menu_actions["score_night"].trigger()
+    window.menu_actions["pause_run"].trigger()
+    qtbot.waitUntil(lambda: controller.is_held or not controller.running, timeout=RUN_MS)
+    assert controller.running
+    box = window.review.ask_accept_unflagged()
+    answered = len(window.review.queue.suggestions)
+    assert box is not None and answered < N_EPOCHS
+    assert f"still scoring the night: it has answered {answered} of {N_EPOCHS} epochs" in box.text()
+    box.reject()
+    window.menu_actions["cancel_run"].trigger()
+    qtbot.waitUntil(lambda: not controller.running, timeout=RUN_MS)
+    box = window.review.ask_accept_unflagged()
+    assert box is not None and "still scoring" not in box.text()
+    box.reject()
+    assert errors == []
+
+
+def test_a_bad_file_does_not_stop_the_run_and_no_control_acts_without_a_study(qtbot, night, tmp_path,
+                                                                              tiny_pack, errors):
+    window = open_window(qtbot, night)
+    load_model(qtbot, window, tiny_pack)
+    controller = window.ai.controller
+    window.menu_actions["score_night"].trigger()
+    window.menu_actions["pause_run"].trigger()
+    qtbot.waitUntil(lambda: controller.is_held or not controller.running, timeout=RUN_MS)
+    session = window.session
+    bad = tmp_path / "notes.edf"
+    bad.write_text("Patient slept well.\n" * 80)
+    window.open_recording(bad)
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=15000)
+    assert "notes.edf" in errors[0]
+    assert window.session is session and controller.running and controller.is_held
+    window.menu_actions["pause_run"].trigger()        # resume: the run finishes on this study
+    qtbot.waitUntil(lambda: not controller.running, timeout=RUN_MS)
+    assert window.ai.last_summary.outcome == "completed" and len(stored(window)) == N_EPOCHS
+    window.close_session()
+    panel, actions = window.ai_panel, window.menu_actions
+    assert not panel.explain_button.isEnabled() and not panel.accept_button.isEnabled()
+    assert not panel.override_button.isEnabled()
+    for name in ("score_night", "explain", "accept_ai", "override_ai", "accept_unflagged",
+                 "second_opinion", "next_flagged"):
+        assert not actions[name].isEnabled(), name
+    assert len(errors) == 1
+
+
+def test_an_override_stays_in_view_with_who_and_why(qtbot, night, tiny_pack, errors):
+    window = open_window(qtbot, night)
+    load_model(qtbot, window, tiny_pack)
+    store = SuggestionStore(window.session.study)
+    for epoch in range(N_EPOCHS):
+        store.put(epoch, parse_answer(format_answer("W", ["W.1"])), window.ai.controller.key.for_pass(FAST))
+    window.ai.refresh()
+    window.go_to(2)
+    panel = window.ai_panel
+    assert not panel.decision_label.isVisible()
+    panel.note_provider = lambda *_: "K complex at 12 s"
+    key(qtbot, window, Qt.Key.Key_O)
+    key(qtbot, window, Qt.Key.Key_1)                  # W -> N1, with the note
+    assert window.session.epoch == 3
+    window.go_to(2)                                   # back on the overridden epoch
+    assert panel.decision_label.isVisible()
+    assert panel.decision_label.text() == ("Scored N1 by alice, overriding the suggestion: "
+                                           "\u201cK complex at 12 s\u201d")
+    assert panel.stage_label.text() == Stage.W.label  # the suggestion is still shown beside it
+    window.go_to(N_EPOCHS - 1)                        # the last epoch: scoring does not advance
+    key(qtbot, window, Qt.Key.Key_Return)
+    assert panel.decision_label.text() == "Accepted W by alice"
+    assert errors == []
+
+
+def test_the_override_note_dialog_will_not_take_an_empty_note(qtbot, tmp_path):
+    suggestion = Suggestion(epoch=0, model_id="m", renderer_version=RENDERER_VERSION, pass_name=FAST,
+                            stage=Stage.W, stage_text="W")
+    dialog = OverrideNoteDialog(None, Stage.N1, suggestion)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert "Why N1 and not the model's W?" in dialog.question.text()
+    assert not ok.isEnabled() and dialog.reason.isVisible() and "required" in dialog.reason.text()
+    qtbot.keyClicks(dialog.field, "   ")
+    qtbot.keyClick(dialog.field, Qt.Key.Key_Return)   # Enter on blanks: still open, nothing taken
+    assert dialog.isVisible() and not ok.isEnabled()
+    qtbot.keyClicks(dialog.field, "arousal")
+    assert ok.isEnabled() and not dialog.reason.isVisible()
+    qtbot.keyClick(dialog.field, Qt.Key.Key_Return)
+    assert dialog.result() == dialog.DialogCode.Accepted and dialog.note().strip() == "arousal"
+
+
 def test_pause_holds_the_run_explain_jumps_the_queue_and_cancel_stops(qtbot, night, tiny_pack,
                                                                        errors):
     window = open_window(qtbot, night)
@@ -184,7 +286,7 @@ def test_pause_holds_the_run_explain_jumps_the_queue_and_cancel_stops(qtbot, nig
     assert stored(window) == held_at and stored(window, RATIONALE) == [target]
     explained = SuggestionStore(window.session.study).get(target, controller.key)
     assert explained.rationale is not None
-    assert window.ai_panel.rationale.toPlainText() == explained.rationale
+    assert window.ai_panel.rationale.toPlainText() == clinical_units(explained.rationale)
     assert not window.ai_panel.explaining
 
     # resume: the run goes on; cancel: it stops before the next epoch
@@ -324,6 +426,14 @@ def test_panel_shows_rules_flags_and_rationale_as_plain_text(qtbot, tmp_path):
     assert set(panel.flags_label.text().splitlines()) == {
         "the rationale names N3, the fast answer N2", "rationale answer: the answer was cut off",
         "rationale answer: rule R.1 does not belong to N3"}
+
+    # microvolts as a technologist writes them (the default pack learnt "uV"), claims still found
+    text = '{"reasoning_text": "Slow waves over 75 uV on F4-M1 for 12.0 s (uV peak-to-peak).", ' \
+           '"applicable_rules": ["N3.1"], "sleep_stage": "N3"}'
+    store.put(1, parse_answer(text), SuggestionKey("m1", RENDERER_VERSION, RATIONALE))
+    panel.show_suggestion(store.get(1, SuggestionKey("m1", RENDERER_VERSION)), rules)
+    assert panel.rationale.toPlainText() == "Slow waves over 75 µV on F4-M1 for 12.0 s (µV peak-to-peak)."
+    assert len(clinical_units(text)) == len(text)
     study.close()
 
 

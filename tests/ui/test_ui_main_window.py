@@ -16,6 +16,7 @@ from sleepvlm_ws.core.base.stages import Stage
 from sleepvlm_ws.core.signals.display_filters import RAW
 from sleepvlm_ws.core.signals.montage import ROLES, Derivation
 from sleepvlm_ws.core.study.study import MANUAL, UNDO, Study
+from sleepvlm_ws.ui.exporting import export_filters
 from sleepvlm_ws.ui.main_window import NO_MODEL_TEXT, MainWindow
 
 FS = 256.0
@@ -183,6 +184,25 @@ def test_bad_file_shows_one_line_error_and_the_app_keeps_running(qtbot, tmp_path
     assert len(errors) == 1
 
 
+def test_a_bad_file_leaves_the_open_study_as_it_was(qtbot, tmp_path, night, errors):
+    """File > Open on a text file renamed .edf: the file is checked first; on failure the night
+    on screen stays open, where it was, with its decisions."""
+    window = open_window(qtbot, night)
+    window.go_to(7)
+    key(qtbot, window, Qt.Key.Key_2)
+    session, title = window.session, window.windowTitle()
+    bad = tmp_path / "notes.edf"
+    bad.write_text("Patient slept well. Lights off 23:10.\n" * 50)
+    window.open_recording(bad)
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=15000)
+    assert "notes.edf" in errors[0] and "\n" not in errors[0]
+    assert window.session is session and not session.study.closed
+    assert window.windowTitle() == title and window.session.epoch == 8
+    assert window.hypnogram.stages()[7] is Stage.N2 and window.waveform.epoch == 8
+    key(qtbot, window, Qt.Key.Key_3)                 # and scoring goes on in the same study
+    assert session.study.stage(8) is Stage.N3
+
+
 def test_waveform_rows_show_the_recording_samples(qtbot, night):
     window = open_window(qtbot, night)
     view = window.waveform
@@ -284,6 +304,26 @@ def test_export_writes_the_hypnogram_and_audits_it(qtbot, night, tmp_path, error
     assert window.export_to(night, "edf") is None     # never over the open recording
     assert len(errors) == 1 and "night.edf" in errors[0] and "recording" in errors[0]
     assert night.read_bytes()[:8] == b"0       "
+
+
+def test_the_suffix_typed_decides_the_export_format(qtbot, night, tmp_path, errors):
+    """"Files of type" says CSV, the name typed ends in .xml: NSRR XML is written (a name
+    without a known suffix takes the filter's format and suffix)."""
+    window = open_window(qtbot, night)
+    key(qtbot, window, Qt.Key.Key_2)
+    csv_filter = next(f for f in export_filters() if f.startswith("CSV table"))
+    dialog = window.choose_export()
+    assert dialog.selectedNameFilter() == csv_filter
+    dialog.selectFile(str(tmp_path / "demo-hypnogram.xml"))
+    dialog.accept()
+    written = tmp_path / "demo-hypnogram.xml"
+    assert errors == [] and written.read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    assert "<SleepStage>2</SleepStage>" in written.read_text(encoding="utf-8")
+    dialog = window.choose_export()
+    dialog.selectNameFilter(next(f for f in export_filters() if f.startswith("BIDS")))
+    dialog.selectFile(str(tmp_path / "plain"))
+    dialog.accept()
+    assert errors == [] and (tmp_path / "plain.tsv").read_text().startswith("onset\tduration")
 
 
 def test_view_menu_filters_and_other_channels(qtbot, tmp_path):

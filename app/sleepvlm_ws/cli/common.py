@@ -25,13 +25,20 @@ def default_pack() -> Path | None:
     return None
 
 
+def study_path_for(path: str | Path) -> Path:
+    """The study file a STUDY argument names: the study file itself, or, for a recording, the
+    study beside it (``night.edf`` -> ``night.edf.sleepvlm``) where there is one."""
+    p = Path(path)
+    if p.suffix != STUDY_SUFFIX and default_study_path(p).exists():
+        return default_study_path(p)
+    return p
+
+
 def study_for(path: str, scorer: str, *, create: bool):
     """Open a study file; a recording path stands for the study next to it (created if asked)."""
     p = Path(path)
-    if p.suffix == STUDY_SUFFIX or (not create and not default_study_path(p).exists()):
-        return Study.open(p)
-    if default_study_path(p).exists():
-        return Study.open(default_study_path(p))
+    if p.suffix == STUDY_SUFFIX or default_study_path(p).exists() or not create:
+        return Study.open(study_path_for(p))
 
     session = ReviewSession.open(p, scorer=scorer)
     session.recording.close()

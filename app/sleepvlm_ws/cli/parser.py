@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("export", help="export the scored hypnogram")
-    s.add_argument("study")
+    s.add_argument("study", help="study file, or a recording (the study beside it)")
     s.add_argument("--format", required=True, choices=["tsv", "csv", "edf", "xml", "json"])
     s.add_argument("--out", required=True)
     s.add_argument("--deidentify", action="store_true", help="leave out patient and recording identifiers")
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("audit", help="audit trail tools")
     asub = s.add_subparsers(dest="audit_command", required=True)
     v = asub.add_parser("verify", help="exit 0 if the audit chain is intact, 1 naming the first broken event")
-    v.add_argument("study")
+    v.add_argument("study", help="study file, or a recording (the study beside it)")
     v.set_defaults(func=cmd_audit_verify)
 
     s = sub.add_parser("score", help="AI scoring: store the model's suggestion for every epoch "

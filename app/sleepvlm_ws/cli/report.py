@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..core.study.study import Study
 from ..core.trust.report import write_report
 from ..errors import StudyError
+from .common import study_path_for
 
 
 def cmd_report(args) -> int:
-    study_path = Path(args.study)
+    study_path = study_path_for(args.study)     # a recording stands for the study beside it
     if not study_path.is_file():   # Study.open would say so too; this keeps the line short
         raise StudyError(study_path, "no such study file")
     with Study.open(study_path) as study:
@@ -35,7 +35,7 @@ def add_report_command(sub) -> None:
     """Register ``report`` on the CLI's subparsers."""
     s = sub.add_parser("report", help="write the PDF study report (hypnogram, AASM sleep "
                                       "statistics, AI agreement, audit summary)")
-    s.add_argument("study", help="study file (.sleepvlm)")
+    s.add_argument("study", help="study file (.sleepvlm), or a recording (the study beside it)")
     s.add_argument("--out", required=True, help="PDF file to write")
     s.add_argument("--deidentify", action="store_true",
                    help="leave out patient name, birth date, file names and recording ids")

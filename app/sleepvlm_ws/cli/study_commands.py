@@ -13,7 +13,7 @@ from ..core.study.export import export_study
 from ..core.study.formats import import_hypnogram
 from ..core.study.study import IMPORTED
 from ..core.synth import generate_night, write_night_edf
-from .common import EXIT_FAILED, EXIT_OK, printable, study_for
+from .common import EXIT_FAILED, EXIT_OK, printable, study_for, study_path_for
 
 
 def cmd_info(args) -> int:
@@ -74,11 +74,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    result = verify(args.study)
+    study = study_path_for(args.study)        # a recording stands for the study beside it
+    result = verify(study)
     if result.ok:
-        print(f"{args.study}: audit trail intact ({result.reason})")
+        print(f"{study}: audit trail intact ({result.reason})")
         return EXIT_OK
-    print(f"{args.study}: {result.reason}", file=sys.stderr)
+    print(f"{study}: {result.reason}", file=sys.stderr)
     return EXIT_FAILED
 
 

@@ -27,8 +27,8 @@ from typing import Callable, Mapping
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPixmap, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPushButton,
-                               QSizePolicy, QTextEdit, QToolButton, QToolTip, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTextEdit,
+                               QToolButton, QToolTip, QVBoxLayout, QWidget)
 
 from ..core.base.rules import Rule
 from ..core.base.stages import Stage
@@ -36,9 +36,10 @@ from ..core.review.suggestion_review import NOT_SCORED_TEXT
 from ..core.study.suggestions import Suggestion
 from ..core.trust.evidence.claims import ClaimCheck
 from ..core.trust.evidence.rules_check import SUPPORTED, RuleCheck
+from .override_note import ask_note_dialog
 from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, check_tooltip, checks_summary,
-                              confidence_text, confidence_tooltip, describe_flag, describe_repairs,
-                              rule_tooltip, source_line)
+                              clinical_units, confidence_text, confidence_tooltip, decision_text,
+                              describe_flag, describe_repairs, rule_tooltip, source_line)
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
 LOADING_TEXT = "Loading the model…"
@@ -94,16 +95,6 @@ class _ClaimTips(QObject):
         return False
 
 
-def ask_note_dialog(parent: QWidget, stage: Stage, suggestion: Suggestion) -> str | None:
-    """The default note provider: a (modal) text input; None when cancelled."""
-    ai = suggestion.stage.label if suggestion.stage is not None else "no stage"
-    whose = "YASA's" if suggestion.led else "the model's"
-    text, ok = QInputDialog.getText(
-        parent, "Override the AI suggestion",
-        f"Why {stage.label} and not {whose} {ai}? (required)", QLineEdit.EchoMode.Normal, "")
-    return text if ok else None
-
-
 class AIPanel(QWidget):
     """The right-hand dock's content. Buttons emit requests; the window does the work."""
 
@@ -120,6 +111,7 @@ class AIPanel(QWidget):
         self.claim_checks: list[ClaimCheck] = []
         self._chip_tips: dict[str, str] = {}
         self._has_model = False
+        self._has_study = False          # Explain acts on an open study only
         self._explaining = False
         self._override_armed = False
 
@@ -147,6 +139,9 @@ class AIPanel(QWidget):
         row.addStretch(1)
         self.source_label = self._plain_label()
         self.source_label.setStyleSheet("color: #60a0e0;")
+        self.decision_label = self._plain_label()          # the technologist's own decision
+        self.decision_label.setStyleSheet("color: #40b040;")
+        self.decision_label.hide()
         self.chip_box = QWidget()
         self.chip_layout = QGridLayout(self.chip_box)
         self.chip_layout.setContentsMargins(0, 0, 0, 0)
@@ -175,8 +170,8 @@ class AIPanel(QWidget):
         buttons = QHBoxLayout()
         for button in (self.accept_button, self.override_button, self.explain_button):
             buttons.addWidget(button)
-        for widget in (self.model_label, self.message, self.stage_row, self.source_label,
-                       self.chip_box,
+        for widget in (self.model_label, self.decision_label, self.message, self.stage_row,
+                       self.source_label, self.chip_box,
                        self.checks_label, self.flags_label):
             layout.addWidget(widget)
         layout.addWidget(self.rationale, 1)
@@ -269,7 +264,8 @@ class AIPanel(QWidget):
         self.flags_label.setText("\n".join(notes))
         self.flags_label.setVisible(bool(notes))
         if suggestion.rationale is not None:
-            self.rationale.setPlainText(suggestion.rationale)   # plain text, never HTML
+            # plain text, never HTML; µV as a technologist writes it (the same length)
+            self.rationale.setPlainText(clinical_units(suggestion.rationale))
             self._explaining = False
         else:
             self.rationale.clear()
@@ -395,13 +391,23 @@ class AIPanel(QWidget):
                                      else "Override… (O)")
         self._update_buttons()
 
+    def show_decision(self, decision) -> None:
+        """The technologist's decision for the epoch on screen (None: not scored yet)."""
+        self.decision_label.setText("" if decision is None else decision_text(decision))
+        self.decision_label.setVisible(decision is not None)
+
     def ask_note(self, stage: Stage, suggestion: Suggestion) -> str | None:
         """Why the technologist overrides: from ``note_provider`` (a dialog unless replaced)."""
         return self.note_provider(self, stage, suggestion)
+
+    def set_study_open(self, on: bool) -> None:
+        """A study is open (the buttons act on it) or none is (they are all disabled)."""
+        self._has_study = bool(on)
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         s = self.suggestion
         self.accept_button.setEnabled(s is not None and s.stage is not None)
         self.override_button.setEnabled(s is not None)
-        self.explain_button.setEnabled(self._has_model and not self._explaining
+        self.explain_button.setEnabled(self._has_model and self._has_study and not self._explaining
                                        and (s is None or s.rationale is None))

@@ -276,6 +276,11 @@ class AIReview(QObject):
         if self.session is not None:
             self.show_epoch(self.session.epoch)
 
+    def stage_changed(self, epoch: int) -> None:
+        """An epoch was scored or undone: the decision line follows when it is on screen."""
+        if self.session is not None and epoch == self.session.epoch:
+            self.show_epoch(epoch)
+
     def epoch_changed(self, epoch: int) -> None:
         """The technologist moved: an armed override is dropped, the panel follows."""
         if self.suggestion_review is not None:
@@ -289,6 +294,11 @@ class AIReview(QObject):
         except InputError:
             flags = ()
         self.panel.show_suggestion(suggestion, self.rules, flags)
+        try:
+            decision = self.suggestion_review.decision(epoch) if self.suggestion_review else None
+        except InputError:
+            decision = None
+        self.panel.show_decision(decision)
         self._show_checks(suggestion, epoch)
         if epoch in self._explaining:
             self.panel.set_explaining(True)
@@ -405,7 +415,7 @@ class AIReview(QObject):
             self._say("Override cancelled: nothing was recorded")
             return None
         try:
-            return review.override(stage, note)
+            return review.override(stage, note, suggestion=suggestion)
         except (InputError, ValueError) as error:     # NOTE_REQUIRED for an empty note
             self._say(str(error))
             return None
@@ -420,6 +430,7 @@ class AIReview(QObject):
         review.suggestion_stored.connect(self._on_suggestion_stored)
         review.override_armed_changed.connect(self._on_override_armed)
         self.suggestion_review = review
+        self.panel.set_study_open(True)
         self.refresh()
         self.update_actions()
 
@@ -431,8 +442,10 @@ class AIReview(QObject):
         self._explaining.clear()
         self.cancel_override()
         self.suggestion_review = None
+        self.panel.set_study_open(False)
         self.window.hypnogram.clear_suggestions()
         self.panel.show_suggestion(None, self.rules)
+        self.panel.show_decision(None)
         self.update_actions()
 
     def shutdown(self) -> None:

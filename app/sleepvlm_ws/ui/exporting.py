@@ -28,17 +28,33 @@ def export_filters() -> list[str]:
             for _, suffixes, desc in export_formats()]
 
 
-def format_for(path: str | Path, selected_filter: str = "") -> str:
-    """Format from the chosen file filter, else from the file suffix (default csv)."""
+def export_target(path: str | Path, selected_filter: str = "") -> tuple[Path, str]:
+    """Where the export goes and in which format, from what the technologist chose.
+
+    The suffix typed decides, as in the tools technologists know: ``night.xml`` is NSRR XML
+    whatever the "Files of type" filter says. A name with no known suffix takes the filter's
+    format (default CSV) and that format's suffix.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file name from the save dialog.
+    selected_filter : str
+        The dialog's "Files of type" filter (``export_filters``), or "".
+
+    Returns
+    -------
+    (Path, str)
+        The file to write and the format name (``formats.FORMATS``).
+    """
     known = export_formats()
-    for name, _, desc in known:
-        if selected_filter and selected_filter.startswith(desc + " ("):
-            return name
-    suffix = Path(path).suffix.lower()
+    path = Path(path)
     for name, suffixes, _ in known:
-        if suffix in suffixes:
-            return name
-    return DEFAULT_FORMAT
+        if path.suffix.lower() in suffixes:
+            return path, name
+    fmt = next((name for name, _, desc in known
+                if selected_filter and selected_filter.startswith(desc + " (")), DEFAULT_FORMAT)
+    return path.with_name(path.name + formats.SUFFIXES[fmt][0]), fmt
 
 
 def export_session(session: ReviewSession, fmt: str, path: str | Path) -> Path:

@@ -22,7 +22,7 @@ from ..errors import InputError
 from .agreement_dialog import choose_report, open_agreement
 from .ai_panel import NO_MODEL_TEXT  # noqa: F401 - re-exported (tests, app)
 from .ai_review import AIReview
-from .exporting import DEFAULT_FORMAT, export_filters, export_session, format_for
+from .exporting import DEFAULT_FORMAT, export_filters, export_session, export_target
 from .hypnogram_view import HypnogramView
 from .loader import RecordingLoader
 from .montage_dialog import MontageDialog
@@ -62,6 +62,7 @@ class MainWindow(QMainWindow):
         self.session: ReviewSession | None = None
         self.montage_dialog: MontageDialog | None = None
         self.shortcuts_dialog: QDialog | None = None
+        self.export_dialog: QFileDialog | None = None
         self._closing = False
         #: Unattended runs replace the error dialog with this ``(title, message)`` callable.
         self.error_reporter = None
@@ -242,11 +243,12 @@ class MainWindow(QMainWindow):
             self.open_recording(path)
 
     def open_recording(self, recording: str | Path, study: str | Path | None = None) -> bool:
-        """Close the open study and load ``recording`` in the background."""
+        """Load ``recording`` and its study in the background. The open study stays as it is
+        (its AI run goes on) until the new one has opened: a file that cannot be opened
+        changes nothing of the current study."""
         if self.loader.busy:
             self.statusBar().showMessage("Still opening the previous recording…", 3000)
             return False
-        self.close_session()
         self.status_label.setText(f"Opening {Path(recording).name}…")
         return self.loader.load(recording, study, self.scorer)
 
@@ -254,6 +256,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             session.close()
             return
+        self.close_session()          # only now: the new recording and its study are open
         self.session = session
         session.epoch_changed.connect(self._on_epoch_changed)
         session.stage_changed.connect(self._on_stage_changed)
@@ -318,6 +321,7 @@ class MainWindow(QMainWindow):
     def _on_stage_changed(self, epoch: int, stage: Stage) -> None:
         self.hypnogram.set_stage(epoch, stage)
         self.review.stage_changed(epoch)
+        self.ai.stage_changed(epoch)
         self._update_status()
 
     def _on_montage_changed(self, montage: Montage) -> None:
@@ -371,20 +375,23 @@ class MainWindow(QMainWindow):
         """Load a model pack in the background (verified first; errors go to the error dialog)."""
         return self.ai.load_model(pack_dir)
 
-    def choose_export(self) -> None:
+    def choose_export(self) -> QFileDialog | None:
+        """The (window-modal) save dialog; the suffix typed decides the format, else the
+        "Files of type" filter does (``exporting.export_target``)."""
         if self.session is None:
-            return
+            return None
         filters = export_filters()
-        if not filters:
-            self.show_error("Export hypnogram", "Export is not available in this build "
-                            "(sleepvlm_ws.core.study.formats is missing).")
-            return
         default = str(self.session.recording.path.with_suffix(f".hypnogram.{DEFAULT_FORMAT}"))
         preferred = next((f for f in filters if f.endswith(f"(*.{DEFAULT_FORMAT})")), filters[0])
-        path, selected = QFileDialog.getSaveFileName(self, "Export hypnogram", default,
-                                                     ";;".join(filters), preferred)
-        if path:
-            self.export_to(path, format_for(path, selected))
+        dialog = QFileDialog(self, "Export hypnogram", default, ";;".join(filters))
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.selectNameFilter(preferred)
+        dialog.selectFile(default)
+        dialog.fileSelected.connect(
+            lambda path: self.export_to(*export_target(path, dialog.selectedNameFilter())))
+        self.export_dialog = dialog
+        dialog.open()
+        return dialog
 
     def export_to(self, path: str | Path, fmt: str) -> Path | None:
         """Export the technologist's hypnogram; errors go to the error dialog."""

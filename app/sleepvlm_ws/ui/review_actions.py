@@ -272,11 +272,17 @@ class ReviewActions(QObject):
             checks.insert(0, "second opinion")
         if criteria.get("evidence_checked"):
             checks.insert(0, "signal evidence")
+        unfinished = ""
+        if self.window.ai.controller.running:     # the model has not answered every epoch yet
+            unfinished = (f"\n\nThe model is still scoring the night: it has answered "
+                          f"{len(self.queue.suggestions)} of {session.n_epochs} epochs so far. "
+                          f"Epochs it has not answered are left unscored; wait for the run to "
+                          f"finish to include them.")
         box = QMessageBox(QMessageBox.Icon.Question, "Accept all unflagged",
                           f"Accept the suggested stage (YASA's where it led, else the model's) "
                           f"for {count} unflagged, unscored epochs?\n\n"
                           f"Checked: {', '.join(checks)}. Each epoch is recorded as accepted by "
-                          f"{session.scorer} (audited, undoable one by one).",
+                          f"{session.scorer} (audited, undoable one by one).{unfinished}",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
                           self.window)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)

@@ -5,11 +5,13 @@ of the evidence checks. Rich-text pieces escape everything the model wrote."""
 from __future__ import annotations
 
 import html
+import re
 
 from ..core.base.probabilities import format_percent
 from ..core.base.rules import Rule
 from ..core.base.stages import SLEEP_STAGES
 from ..core.review.suggested_stage import source_text
+from ..core.study.decision import AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED
 from ..core.study.suggestions import RATIONALE_DISAGREES, Suggestion
 from ..core.trust.evidence.rules_check import CONTRADICTED, NOT_MEASURABLE, SUPPORTED, RuleCheck
 
@@ -81,6 +83,54 @@ def describe_flag(flag: str, suggestion: Suggestion, *, from_rationale: bool = F
         "parser_error": "the answer could not be read (parser error)",
     }
     return texts.get(name, str(flag).replace("_", " "))
+
+
+# "75 uV", "(uV)": the ASCII spelling the default pack learnt; shown as a technologist writes it
+_MICROVOLT = re.compile(r"(?<=[\d\s(])uV\b")
+
+
+def clinical_units(text: str) -> str:
+    """The model's text with microvolts written µV (``75 uV`` -> ``75 µV``).
+
+    Parameters
+    ----------
+    text : str
+        What the model wrote.
+
+    Returns
+    -------
+    str
+        The same text, as long (so the positions of its checked claims still hold).
+    """
+    return _MICROVOLT.sub("µV", text)
+
+
+def decision_text(decision) -> str:
+    """The technologist's decision in words, for the line beside the suggestion.
+
+    Parameters
+    ----------
+    decision : Decision
+        The standing decision of the epoch (``SuggestionReview.decision``).
+
+    Returns
+    -------
+    str
+        ``Scored N1 by alice, overriding the suggestion: "K complex at 12 s"``, ``Accepted
+        by alice``, ``Scored N2 by alice``, ``Imported N2 (bob)``; the note quoted when there is
+        one.
+    """
+    stage = decision.stage.label
+    if decision.source == AI_OVERRIDDEN:
+        text = f"Scored {stage} by {decision.scorer}, overriding the suggestion"
+    elif decision.source == AI_ACCEPTED:
+        text = f"Accepted {stage} by {decision.scorer}"
+    elif decision.source == IMPORTED:
+        text = f"Imported {stage} ({decision.scorer})"
+    else:
+        text = f"Scored {stage} by {decision.scorer}"
+    note = (decision.note or "").strip()
+    return f"{text}: \u201c{note}\u201d" if note else text
 
 
 def confidence_text(suggestion: Suggestion) -> str:

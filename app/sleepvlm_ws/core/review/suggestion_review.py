@@ -28,9 +28,11 @@ once and again after ``store_second_opinion``.
 
 from __future__ import annotations
 
+from ...errors import InputError
 from ..base.events import EventEmitter
 from ..base.stage_source import DEFAULT_SOURCE, STAGER, check_source
 from ..base.stages import Stage
+from ..study.decision import DECISION_COLUMNS, UNDO, decision_from_row
 from ..study.study import Decision
 from ..study.suggestions import FAST, Suggestion, SuggestionKey, SuggestionStore, rationale_only_flags
 from ..trust import second_opinion
@@ -165,6 +167,33 @@ class SuggestionReview:
         fast = self.store.get_pass(suggestion.epoch, suggestion.key.for_pass(FAST))
         return rationale_only_flags(suggestion, fast)
 
+    def decision(self, epoch: int | None = None) -> Decision | None:
+        """The technologist's decision behind an epoch's stage (shown beside the suggestion).
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Default: the epoch on screen.
+
+        Returns
+        -------
+        Decision or None
+            The standing decision (undone ones skipped: the one an undo went back to stands
+            again); None while the epoch is unscored.
+        """
+        epoch = self.session.epoch if epoch is None else int(epoch)
+        rows = self.session.study.query(f"SELECT {DECISION_COLUMNS} FROM decisions WHERE epoch = ? "
+                                        f"ORDER BY id", (epoch,))
+        standing: list[Decision] = []
+        for decision in map(decision_from_row, rows):
+            if decision.source == UNDO:
+                standing = [d for d in standing if d.id != decision.undoes]
+            else:
+                standing.append(decision)
+        if standing and standing[-1].stage is self.session.stage(epoch) and standing[-1].stage.is_scored:
+            return standing[-1]
+        return None
+
     # -- evidence checks -----------------------------------------------------------------
     def neighbours(self, epoch: int) -> tuple:
         """The stages either side of an epoch as the hypnogram has them.
@@ -185,7 +214,10 @@ class SuggestionReview:
         if self.key is not None:
             for i in (epoch - 1, epoch + 1):
                 if 0 <= i < len(scored) and not scored[i].is_scored:
-                    found = self.suggestion(i)
+                    try:
+                        found = self.suggestion(i)
+                    except InputError:          # an unreadable neighbour is no neighbour
+                        found = None
                     suggested[i] = None if found is None else found.stage
         return hypnogram_neighbours(scored, suggested, epoch)
 
@@ -378,7 +410,8 @@ class SuggestionReview:
             raise ValueError(f"{stage.label} is the suggested stage: press Enter to accept it")
         return suggestion
 
-    def override(self, stage: Stage, note: str | None, epoch: int | None = None) -> Decision:
+    def override(self, stage: Stage, note: str | None, epoch: int | None = None, *,
+                 suggestion: Suggestion | None = None) -> Decision:
         """Score ``stage`` against the offered suggestion (source ai_overridden).
 
         Parameters
@@ -389,12 +422,17 @@ class SuggestionReview:
             Why (required: an empty note is a ValueError, ``NOTE_REQUIRED``).
         epoch : int, optional
             Default: the epoch on screen.
+        suggestion : Suggestion, optional
+            The suggestion the technologist was shown (``override_target``): the override is
+            recorded against it even if what is offered changed while the note was written
+            (a second opinion stored meanwhile). Default: the one offered now.
 
         Returns
         -------
         Decision
         """
-        suggestion = self._required(epoch)
+        if suggestion is None:
+            suggestion = self._required(epoch)
         if not (note or "").strip():
             raise ValueError(NOTE_REQUIRED)
         return self.session.override_suggestion(suggestion, stage, note)

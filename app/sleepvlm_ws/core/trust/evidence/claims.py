@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from .measures import EpochEvidence
-from .rules_check import ALPHA_WAKE, CHIN_LOW, CONTRADICTED, NOT_MEASURABLE, SUPPORTED
+from .rules_check import ALPHA_WAKE, CONTRADICTED, NOT_MEASURABLE, SUPPORTED, chin_level
 
 TIME_TOLERANCE_S = 1.0      # a claimed event time matches a detection this close to its onset
 PERCENT_TOLERANCE = 10.0    # "35% of the epoch" holds within 10 percentage points
@@ -184,8 +184,7 @@ def _check(claim: Claim, ev: EpochEvidence) -> tuple[str, str]:
             return NOT_MEASURABLE, "chin EMG is not recorded in this epoch"
         low = ev.chin_low
         said_low = (k == "chin_low") != claim.negated
-        text = (f"chin EMG {ev.chin_rms:.1f} µV RMS, {ev.chin_relative:.2f} of the night's range "
-                f"(low is <= {CHIN_LOW:.2f})")
+        text = f"chin EMG {ev.chin_rms:.1f} µV RMS, {chin_level(ev.chin_relative)}"
         return (SUPPORTED if low == said_low else CONTRADICTED), text
     return NOT_MEASURABLE, "nothing to measure"
 

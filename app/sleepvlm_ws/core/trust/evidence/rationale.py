@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ...base.stages import Stage
 from .measures import EpochEvidence
-from .rules_check import ALPHA_WAKE, BLINKS_WAKE, CHIN_LOW, SLOW_WAVE_N3_S
+from .rules_check import ALPHA_WAKE, BLINKS_WAKE, CHIN_LOW, SLOW_WAVE_N3_S, chin_level, slow_wave_shortfall
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,12 @@ def _stage(value) -> Stage:
 
 def _spindle_text(sp) -> str:
     role, on, dur, freq, amp = sp
-    return f"a sleep spindle on {role} at {on:.1f} s ({freq:.1f} Hz, {dur:.1f} s, {amp:.0f} uV peak-to-peak)"
+    return f"a sleep spindle on {role} at {on:.1f} s ({freq:.1f} Hz, {dur:.1f} s, {amp:.0f} µV peak-to-peak)"
 
 
 def _kc_text(kc, where: str = "") -> str:
     on, ptp, dur = kc
-    return f"a K complex on F4-M1 at {on:.1f} s{where} ({ptp:.0f} uV peak-to-peak, {dur:.1f} s)"
+    return f"a K complex on F4-M1 at {on:.1f} s{where} ({ptp:.0f} µV peak-to-peak, {dur:.1f} s)"
 
 
 def _findings(stage: Stage, ev: EpochEvidence) -> list[Sentence]:
@@ -46,8 +46,8 @@ def _findings(stage: Stage, ev: EpochEvidence) -> list[Sentence]:
         if m("blinks") and ev.blinks:
             out.append(Sentence(f"{ev.blinks} eye blinks on LOC/ROC.", ("blinks",)))
         if m("chin") and ev.chin_relative > CHIN_LOW:
-            out.append(Sentence(f"Chin EMG tone {ev.chin_rms:.1f} uV RMS, well above the night's lowest "
-                                f"({ev.chin_relative:.2f} of its range).", ("chin_rms", "chin_relative")))
+            out.append(Sentence(f"Chin EMG tone {ev.chin_rms:.1f} µV RMS, {chin_level(ev.chin_relative)}.",
+                                ("chin_rms", "chin_relative")))
     if stage is Stage.N1 and m("alpha"):
         text = f"Alpha on O2-M1 in only {ev.alpha_fraction:.0%} of the epoch"
         c4 = ev.band_db.get("C4-M1") or ev.band_db.get("O2-M1")
@@ -71,18 +71,18 @@ def _findings(stage: Stage, ev: EpochEvidence) -> list[Sentence]:
             out.append(Sentence(f"The previous epoch has a {kind} at {t:.1f} s, in its second half.",
                                 ("previous_late_events",)))
     if stage is Stage.N3 and m("slow_waves"):
-        text = (f"Slow waves (0.5-2 Hz, > 75 uV peak-to-peak) on F4-M1 for {ev.slow_wave_seconds:.1f} s, "
+        text = (f"Slow waves (0.5-2 Hz, > 75 µV peak-to-peak) on F4-M1 for {ev.slow_wave_seconds:.1f} s, "
                 f"{ev.slow_wave_seconds / 30:.0%} of the epoch")
         if ev.slow_waves:
-            text += f", the largest {max(w[1] for w in ev.slow_waves):.0f} uV"
+            text += f", the largest {max(w[1] for w in ev.slow_waves):.0f} µV"
         out.append(Sentence(text + ".", ("slow_wave_seconds", "slow_waves")))
     if stage is Stage.R:
         if m("rems") and ev.rems:
             out.append(Sentence(f"{len(ev.rems)} rapid eye movements on LOC/ROC, the first at {ev.rems[0][0]:.1f} s, "
-                                f"up to {max(r[1] for r in ev.rems):.0f} uV.", ("rems",)))
+                                f"up to {max(r[1] for r in ev.rems):.0f} µV.", ("rems",)))
         if m("chin"):
-            out.append(Sentence(f"Chin EMG {ev.chin_rms:.1f} uV RMS, {ev.chin_relative:.2f} of the night's range "
-                                "(0 is its lowest).", ("chin_rms", "chin_relative")))
+            out.append(Sentence(f"Chin EMG {ev.chin_rms:.1f} µV RMS, {chin_level(ev.chin_relative)}.",
+                                ("chin_rms", "chin_relative")))
     return out
 
 
@@ -93,16 +93,15 @@ def _exclusions(stage: Stage, ev: EpochEvidence) -> list[Sentence]:
         out.append(Sentence(f"Not W: alpha fills {ev.alpha_fraction:.0%} of the epoch, not more than half.",
                             ("alpha_fraction",)))
     if stage is not Stage.N3 and m("slow_waves") and ev.slow_wave_seconds < SLOW_WAVE_N3_S:
-        out.append(Sentence(f"Not N3: slow waves over 75 uV on F4-M1 for {ev.slow_wave_seconds:.1f} s, "
-                            f"under {SLOW_WAVE_N3_S:.0f} s.", ("slow_wave_seconds",)))
+        out.append(Sentence(f"Not N3: {slow_wave_shortfall(ev.slow_wave_seconds)}.", ("slow_wave_seconds",)))
     if stage in (Stage.W, Stage.N1, Stage.R) and m("spindles") and not ev.spindles and not ev.k_complexes:
         out.append(Sentence("Not N2: no sleep spindles or K complexes in the epoch.", ("spindles", "k_complexes")))
     if stage is not Stage.R:
         if m("rems") and not ev.rems:
             out.append(Sentence("Not R: no rapid eye movements on LOC/ROC.", ("rems",)))
         elif m("chin") and ev.chin_relative > CHIN_LOW:
-            out.append(Sentence(f"Not R: chin EMG {ev.chin_rms:.1f} uV RMS is not at the night's lowest "
-                                f"({ev.chin_relative:.2f} of its range).", ("chin_rms", "chin_relative")))
+            out.append(Sentence(f"Not R: chin EMG {ev.chin_rms:.1f} µV RMS, {chin_level(ev.chin_relative)}.",
+                                ("chin_rms", "chin_relative")))
         elif ev.spindles or ev.k_complexes:
             out.append(Sentence(f"Not R: {len(ev.spindles)} spindles and {len(ev.k_complexes)} K complexes are "
                                 "present.", ("spindles", "k_complexes")))

@@ -59,8 +59,54 @@ def _verdict(rule: str, ok: bool, reason: str) -> RuleCheck:
     return RuleCheck(rule, SUPPORTED if ok else CONTRADICTED, reason)
 
 
+def chin_level(relative: float) -> str:
+    """Where an epoch's chin EMG lies between the night's lowest and highest, in words.
+
+    Parameters
+    ----------
+    relative : float
+        ``EpochEvidence.chin_relative``: 0 at the night's lowest, 1 at its highest.
+
+    Returns
+    -------
+    str
+        ``at the night's lowest level``, ``near the night's highest level``, or ``40% of the
+        way from the night's lowest to its highest``.
+    """
+    if relative <= CHIN_LOW:
+        return "at the night's lowest level"
+    if relative >= 0.9:
+        return "near the night's highest level"
+    return f"{relative:.0%} of the way from the night's lowest to its highest"
+
+
+def slow_wave_shortfall(seconds: float) -> str:
+    """Why an epoch falls short of N3's slow waves, in words.
+
+    Parameters
+    ----------
+    seconds : float
+        Seconds of slow waves over 75 µV on F4-M1 in the epoch.
+
+    Returns
+    -------
+    str
+        ``no slow waves over 75 µV on F4-M1`` when there are none, else ``slow waves over 75 µV
+        on F4-M1 for only 2.5 s (N3 needs 6 s)``.
+    """
+    if seconds < 0.05:
+        return "no slow waves over 75 µV on F4-M1"
+    return f"slow waves over 75 µV on F4-M1 for only {seconds:.1f} s (N3 needs {SLOW_WAVE_N3_S:.0f} s)"
+
+
+def _slow_wave_text(seconds: float) -> str:
+    found = ("no slow waves over 75 µV on F4-M1" if seconds < 0.05
+             else f"slow waves over 75 µV on F4-M1 for {seconds:.1f} s")
+    return f"{found} (N3 needs {SLOW_WAVE_N3_S:.0f} s)"
+
+
 def _chin_text(ev: EpochEvidence) -> str:
-    return f"chin EMG {ev.chin_rms:.1f} uV RMS ({ev.chin_relative:.2f} of the night's range)"
+    return f"chin EMG {ev.chin_rms:.1f} µV RMS, {chin_level(ev.chin_relative)}"
 
 
 def check_rule(rule_id: str, evidence: Sequence[EpochEvidence], index: int,
@@ -142,8 +188,7 @@ def check_rule(rule_id: str, evidence: Sequence[EpochEvidence], index: int,
                         f"{cur.value if cur else 'nothing'} (needs N2 followed by another stage)")
     if r == "N3.1":
         return _need(ev, r, "slow_waves") or _verdict(
-            r, ev.slow_wave_seconds >= SLOW_WAVE_N3_S,
-            f"slow waves > 75 uV for {ev.slow_wave_seconds:.1f} s on F4-M1 (needs >= 6 s)")
+            r, ev.slow_wave_seconds >= SLOW_WAVE_N3_S, _slow_wave_text(ev.slow_wave_seconds))
     if r == "R.1":
         miss = _need(ev, r, "rems", "chin", "spindles")
         if miss:
