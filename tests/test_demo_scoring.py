@@ -97,3 +97,32 @@ def test_demo_with_the_model_but_no_scoring_stores_no_suggestions(home):
     proc = demo(home, "--no-score", "--exit-after", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert suggestions_by_model(default_study_path(home / "demo" / DEMO_NAME)) == {}
+
+
+def test_open_loads_the_default_pack_and_resumes_the_study_s_scoring(home, tmp_path):
+    """``open night.edf`` works as ``demo`` does: the default pack is loaded and scores what the
+    study still lacks, so a reopened study resumes its unfinished run (answers kept, none
+    asked twice); ``--no-model`` opens it for manual scoring."""
+    recording = home / "demo" / DEMO_NAME
+    env = dict(os.environ, SLEEPVLM_WS_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    env.pop("SLEEPVLM_WS_PACKS", None)
+    exe = shutil.which("sleepvlm-ws", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "sleepvlm_ws.cli"]
+
+    def open_(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cmd, "open", str(recording), *args], capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    proc = open_("--no-model", "--exit-after", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert suggestions_by_model(default_study_path(recording)) == {}
+    proc = open_("--screenshot", str(tmp_path / "open.png"), "--exit-after", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = next(iter(suggestions_by_model(default_study_path(recording)).values()))
+    assert len(first) >= FIRST_SUGGESTIONS
+    proc = open_("--screenshot", str(tmp_path / "again.png"), "--exit-after", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = next(iter(suggestions_by_model(default_study_path(recording)).values()))
+    assert len(again) > len(first) and all(again[e].id == s.id for e, s in first.items())
+    with Study.open(default_study_path(recording)) as study:
+        assert sum(e.kind == "ai_run_started" for e in study.audit_events()) == 2

@@ -32,6 +32,7 @@ from sleepvlm_ws.core.study.suggestions import (FAST, RATIONALE, Suggestion, Sug
                                                 rationale_only_flags)
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT, AIPanel
+from sleepvlm_ws.ui.ai_review import settled_eta
 from sleepvlm_ws.ui.hypnogram_view import STAGE_LEVELS, SUGGESTION_OFFSET, HypnogramView
 from sleepvlm_ws.ui.main_window import MainWindow
 from sleepvlm_ws.ui.override_note import OverrideNoteDialog
@@ -134,8 +135,12 @@ def test_score_night_then_accept_and_override_with_a_note(qtbot, night, tiny_pac
     asked = []
     panel.note_provider = lambda _panel, stage, s: asked.append((stage, s.epoch)) or \
         "spindles on C4"
+    widths = (window.ai_dock.width(), window.waveform.width())
     key(qtbot, window, Qt.Key.Key_O)
-    assert window.ai.override_armed and "press W, 1, 2, 3 or R" in panel.override_button.text()
+    assert window.ai.override_armed and panel.armed_label.isVisible()
+    assert "press W, 1, 2, 3 or R" in panel.armed_label.text()
+    qtbot.wait(50)
+    assert (window.ai_dock.width(), window.waveform.width()) == widths    # the layout holds
     key(qtbot, window, KEY_FOR[other])
     assert asked == [(other, 2)]
     decision = study.decisions()[-1]
@@ -241,6 +246,20 @@ def test_an_override_stays_in_view_with_who_and_why(qtbot, night, tiny_pack, err
     key(qtbot, window, Qt.Key.Key_Return)
     assert panel.decision_label.text() == "Accepted W by alice"
     assert errors == []
+
+
+def test_the_progress_label_fits_and_the_eta_settles(qtbot, tmp_path):
+    window = MainWindow(scorer="amy")
+    qtbot.addWidget(window)
+    bar = window.ai.progress_bar
+    bar.setRange(0, 942)
+    bar.setValue(236)
+    assert bar.minimumWidth() > bar.fontMetrics().horizontalAdvance(bar.text())
+    # one estimate swings (a burst of answers, a busy machine): the ETA shown does not
+    for eta in (420, 410, 3240, 400, 395, 390, 380):
+        window.ai._on_progress(100, 942, eta)
+    assert window.ai.eta_label.text() == "about 7 min left"
+    assert settled_eta([]) is None
 
 
 def test_the_override_note_dialog_will_not_take_an_empty_note(qtbot, tmp_path):

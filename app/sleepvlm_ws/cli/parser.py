@@ -32,10 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the model but do not start scoring the night")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("open", help="open the workstation (optionally on a recording)")
+    s = sub.add_parser("open", help="open the workstation (optionally on a recording): the default "
+                                    "model pack is loaded and scores what the study still lacks")
     s.add_argument("recording", nargs="?")
     s.add_argument("--study", help="study file (default: next to the recording)")
     gui_options(s)
+    s.add_argument("--no-model", action="store_true",
+                   help="do not load the default model pack (manual scoring only)")
+    s.add_argument("--no-score", action="store_true",
+                   help="load the model but do not resume scoring the night")
     s.set_defaults(func=cmd_open)
 
     s = sub.add_parser("info", help="channels, rates, duration, montage mapping, epochs")

@@ -38,12 +38,17 @@ def cmd_demo(args) -> int:
         return EXIT_OK
     from ..ui.app import run_gui  # late: Qt and a display are needed by the window only
 
-    model = args.model
-    if model is None and not args.no_model:
-        pack = default_pack()
-        model = str(pack) if pack else None
+    model = _model(args)
     return run_gui(str(path), scorer=args.scorer, screenshot=args.screenshot,
                    exit_after=args.exit_after, model=model, score=model is not None and not args.no_score)
+
+
+def _model(args) -> str | None:
+    """The pack to load: ``--model``, else the default pack unless ``--no-model``."""
+    if args.model is not None or args.no_model:
+        return args.model
+    pack = default_pack()
+    return str(pack) if pack else None
 
 
 def cmd_open(args) -> int:
@@ -51,5 +56,7 @@ def cmd_open(args) -> int:
         return EXIT_BAD_INPUT
     from ..ui.app import run_gui  # late: Qt and a display are needed by the window only
 
+    model = _model(args)     # as demo: the default pack, which resumes what the study lacks
     return run_gui(args.recording, study=args.study, scorer=args.scorer,
-                   screenshot=args.screenshot, exit_after=args.exit_after, model=args.model)
+                   screenshot=args.screenshot, exit_after=args.exit_after, model=model,
+                   score=model is not None and args.recording is not None and not args.no_score)

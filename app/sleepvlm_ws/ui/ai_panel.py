@@ -159,6 +159,12 @@ class AIPanel(QWidget):
         self.rationale.setMouseTracking(True)
         self._claim_tips = _ClaimTips(self)
         self.rationale.viewport().installEventFilter(self._claim_tips)
+        self.armed_label = self._plain_label()
+        self.armed_label.setText("Override: press W, 1, 2, 3 or R for your stage (Esc cancels)")
+        self.armed_label.setStyleSheet("color: #e0a040;")
+        # wraps to the width the panel has, never asks for more (pressing O keeps the layout)
+        self.armed_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.armed_label.hide()
         self.accept_button = QPushButton("Accept (Enter)")
         self.override_button = QPushButton("Override… (O)")
         self.explain_button = QPushButton("Explain (E)")
@@ -166,6 +172,9 @@ class AIPanel(QWidget):
                                (self.override_button, self.override_requested),
                                (self.explain_button, self.explain_requested)):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)   # keys go to the window's shortcuts
+            # a label that changes (Override / Overriding) never widens the panel
+            button.setMinimumWidth(button.sizeHint().width())
+            button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
             button.clicked.connect(lambda _=False, s=signal: s.emit())
         buttons = QHBoxLayout()
         for button in (self.accept_button, self.override_button, self.explain_button):
@@ -175,6 +184,7 @@ class AIPanel(QWidget):
                        self.checks_label, self.flags_label):
             layout.addWidget(widget)
         layout.addWidget(self.rationale, 1)
+        layout.addWidget(self.armed_label)
         layout.addLayout(buttons)
         self.set_model(None)
 
@@ -386,9 +396,11 @@ class AIPanel(QWidget):
         return self._explaining
 
     def set_override_armed(self, on: bool) -> None:
+        """Override armed: the button says so in as few words as before (the panel keeps its
+        width) and the wrapped line above the buttons says which keys to press."""
         self._override_armed = bool(on)
-        self.override_button.setText("Override: press W, 1, 2, 3 or R (Esc cancels)" if on
-                                     else "Override… (O)")
+        self.override_button.setText("Overriding… (Esc)" if on else "Override… (O)")
+        self.armed_label.setVisible(self._override_armed)
         self._update_buttons()
 
     def show_decision(self, decision) -> None:

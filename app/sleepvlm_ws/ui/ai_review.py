@@ -13,7 +13,9 @@ set to the stager also runs the second opinion when the study has none yet.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
+from statistics import median
 from pathlib import Path
 
 from PySide6.QtCore import QObject
@@ -33,6 +35,7 @@ from .model_worker import ModelController, RunTarget
 from .settings_dialog import SettingsDialog
 
 MESSAGE_MS = 6000
+ETA_MEDIAN_OF = 9            # estimates the shown ETA is the median of
 
 
 def eta_text(seconds: float | None) -> str:
@@ -46,6 +49,12 @@ def eta_text(seconds: float | None) -> str:
     if minutes < 60:
         return f"about {minutes} min left"
     return f"about {minutes // 60} h {minutes % 60:02d} min left"
+
+
+def settled_eta(recent) -> float | None:
+    """The ETA shown: the median of the last estimates (answers that arrive in bursts, or a
+    busy machine, swing a single estimate; the median settles). None before the first."""
+    return float(median(recent)) if recent else None
 
 
 def summary_text(summary) -> str:
@@ -72,8 +81,11 @@ class AIReview(QObject):
         self.last_summary = None
 
         self.progress_bar = QProgressBar()
-        self.progress_bar.setMaximumWidth(240)
         self.progress_bar.setFormat("AI %v / %m epochs")
+        # wide enough for a long night's "AI 1234 / 1234 epochs", never clipped
+        self.progress_bar.setMinimumWidth(
+            self.progress_bar.fontMetrics().horizontalAdvance("AI 8888 / 8888 epochs") + 48)
+        self.eta_window: deque = deque(maxlen=ETA_MEDIAN_OF)
         self.eta_label = QLabel()
         self.pause_button = QToolButton()
         self.cancel_button = QToolButton()
@@ -220,6 +232,7 @@ class AIReview(QObject):
         self.progress_bar.setRange(0, max(1, session.n_epochs))
         self.progress_bar.setValue(0)
         self.eta_label.setText("starting…")
+        self.eta_window.clear()
         for widget in self._progress_widgets:
             widget.show()
         self.update_actions()
@@ -239,8 +252,11 @@ class AIReview(QObject):
     def _on_progress(self, done: int, total: int, eta_s) -> None:
         self.progress_bar.setRange(0, max(1, total))
         self.progress_bar.setValue(done)
+        if eta_s is not None:
+            self.eta_window.append(float(eta_s))
         if not self.controller.is_held:
-            self.eta_label.setText(eta_text(eta_s) if done < total else "finishing…")
+            self.eta_label.setText(eta_text(settled_eta(self.eta_window)) if done < total
+                                   else "finishing…")
 
     def _on_held(self, held: bool) -> None:
         self.eta_label.setText("paused" if held else "resuming…")

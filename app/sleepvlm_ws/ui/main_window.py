@@ -237,8 +237,18 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"{text} · {review}" if review else text)
 
     # -- opening and closing -----------------------------------------------------------
+    def recording_folder(self) -> str:
+        """Where File > Open starts: the folder of the last recording opened (else the home
+        folder)."""
+        for entry in load_recent():
+            folder = Path(entry["recording"]).parent
+            if folder.is_dir():
+                return str(folder)
+        return str(Path.home())
+
     def choose_recording(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open recording", "", RECORDING_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open recording", self.recording_folder(),
+                                              RECORDING_FILTER)
         if path:
             self.open_recording(path)
 
