@@ -105,12 +105,21 @@ def test_priority_order_and_navigation(study):
     assert q.next_after(10) is None and q.next_after(11) is None
     assert q.previous_before(2) is None and q.previous_before(10) == 8
     assert q.previous_before(9) == 8 and q.previous_before(11) == 10
+    stages = study.stages()
+    assert q.next_by_priority(stages) == 7                 # highest priority first, not in time
+    study.score(7, Stage.N2, scorer="amy")
+    assert q.next_by_priority(study.stages()) == 8
+    for epoch in (8, 5, 10, 3, 6, 2, 4):
+        study.score(epoch, Stage.N2, scorer="amy")
+    assert q.next_by_priority(study.stages()) is None      # every flag reviewed
 
 
 def test_reviewed_counts_follow_the_technologists_decisions(study):
     q = _queue(study)
     assert q.counts(study.stages()) == (0, 8)
-    assert status_text(q, study.stages()) == "reviewed 0 of 8 flagged"
+    assert status_text(q, study.stages()) == (
+        "reviewed 0 of 8 flagged (no stage 1, disagrees 1, contradicted 2, answer flagged 1, "
+        "unsure 1, N1 1, stage change 3)")
     study.score(3, Stage.N1, scorer="amy")
     study.score(9, Stage.N2, scorer="amy")        # unflagged: does not count
     assert q.counts(study.stages()) == (1, 8)

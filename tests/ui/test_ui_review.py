@@ -80,7 +80,7 @@ def test_flagged_keys_counts_and_hypnogram_marks(qtbot, night):
     assert window.session.epoch == flagged[1]
     qtbot.keyClick(window, Qt.Key.Key_BracketLeft)
     assert window.session.epoch == flagged[0]
-    assert "Flagged (priority" in window.review.last_message
+    assert window.review.last_message.startswith(f"Epoch {flagged[0] + 1}: flagged (priority")
 
     qtbot.keyClick(window, Qt.Key.Key_1)           # scores N1 and moves on
     assert window.session.stage(flagged[0]) is Stage.N1
@@ -91,6 +91,27 @@ def test_flagged_keys_counts_and_hypnogram_marks(qtbot, night):
     qtbot.keyClick(window, Qt.Key.Key_F)
     assert window.session.epoch == flagged[-1]
     assert window.review.last_message == "No more flagged epochs after this one"
+
+
+def test_p_walks_the_flags_highest_priority_first_and_the_status_counts_each_reason(qtbot, night):
+    window = open_window(qtbot, night)
+    queue = window.review.queue
+    order = [it.epoch for it in queue.by_priority()]
+    assert queue.item(NO_STAGE_EPOCH).priority == max(it.priority for it in queue.items.values())
+    window.go_to(0)
+    qtbot.keyClick(window, Qt.Key.Key_P)
+    assert window.session.epoch == order[0] == NO_STAGE_EPOCH           # no stage: weight 5
+    assert window.review.last_message.startswith(f"Epoch {NO_STAGE_EPOCH + 1}: flagged (priority")
+    qtbot.keyClick(window, Qt.Key.Key_W)              # reviewed: P skips it now
+    qtbot.keyClick(window, Qt.Key.Key_P)
+    assert window.session.epoch == order[1]
+    priorities = [queue.item(e).priority for e in order]
+    assert priorities == sorted(priorities, reverse=True)
+    counts = queue.reason_counts()
+    assert counts["no_stage"] == 1 and counts["n1"] == sum(s == "N1" for s in SUGGESTED.values())
+    text = window.status_label.text()
+    assert f"reviewed 1 of {len(queue.flagged)} flagged (" in text
+    assert "no stage 1" in text and f"N1 {counts['n1']}" in text and "stage change" in text
 
 
 def test_l_goes_to_the_least_confident_unreviewed_flag_f_stays_in_time(qtbot, tmp_path):

@@ -195,6 +195,8 @@ class MainWindow(QMainWindow):
                      lambda: self.review.go_flagged(-1), ["Shift+F", "["])
         self._action(review, "least_confident", "&Least confident flagged epoch (not reviewed)",
                      self.review.go_least_confident, ["L"])
+        self._action(review, "highest_priority", "&Highest-priority flagged epoch (not reviewed)",
+                     self.review.go_highest_priority, ["P"])
         review.addSeparator()
         self._action(review, "second_opinion", "Run &second opinion (YASA)",
                      self.review.run_second_opinion)

@@ -163,9 +163,17 @@ class ReviewActions(QObject):
         self._show_flagged(target)
         return target
 
+    def go_highest_priority(self) -> int | None:
+        """Move to the unreviewed flagged epoch with the most weight of reasons (ties in
+        time order); None when every flagged epoch is reviewed."""
+        return self._go_first_unreviewed(lambda queue, stages: queue.next_by_priority(stages))
+
     def go_least_confident(self) -> int | None:
         """Move to the flagged epoch the model is least sure of among those not yet reviewed
         (worst first, whatever the time); None when every flagged epoch is reviewed."""
+        return self._go_first_unreviewed(lambda queue, stages: queue.next_least_confident(stages))
+
+    def _go_first_unreviewed(self, find) -> int | None:
         session = self.session
         if session is None:
             return None
@@ -176,7 +184,7 @@ class ReviewActions(QObject):
                       if self.queue is None or not self.queue.suggestions
                       else "No flagged epochs")
             return None
-        target = self.queue.next_least_confident(session.stages())
+        target = find(self.queue, session.stages())
         if target is None:
             self._say("Every flagged epoch is reviewed")
             return None
@@ -189,7 +197,7 @@ class ReviewActions(QObject):
         if item is not None:
             p = self.queue.confidence(target)
             model = f", model {format_percent(p)}" if p is not None else ""
-            self._say(f"Flagged (priority {item.priority}{model}): {item.describe()}")
+            self._say(f"Epoch {target + 1}: flagged (priority {item.priority}{model}): {item.describe()}")
 
     # -- the second opinion --------------------------------------------------------------
     def run_second_opinion(self, quiet: bool = False) -> bool:

@@ -72,6 +72,9 @@ ANSWER_FLAGGED, LOW_CONF, N1, TRANSITION = "answer_flagged", "low_confidence", "
 WEIGHTS = {NO_STAGE: 5, DISAGREES: 4, CONTRADICTED: 4, ANSWER_FLAGGED: 3, LOW_CONF: 2, N1: 1,
            TRANSITION: 1}
 INFORMATIONAL_FLAGS = ("edge_epoch",)
+REASON_WORDS = {NO_STAGE: "no stage", DISAGREES: "disagrees", CONTRADICTED: "contradicted",
+                ANSWER_FLAGGED: "answer flagged", LOW_CONF: "unsure", N1: "N1",
+                TRANSITION: "stage change"}
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,38 @@ class ReviewQueue:
                 return item.epoch
         return None
 
+    def next_by_priority(self, stages: Sequence[Stage]) -> int | None:
+        """The highest-priority flagged epoch the technologist has not scored yet (the P key).
+
+        Parameters
+        ----------
+        stages : sequence of Stage
+            The study's stages now, one per epoch (scored: reviewed).
+
+        Returns
+        -------
+        int or None
+            Ties in epoch order; None when every flagged epoch is reviewed.
+        """
+        for item in self.by_priority():
+            if item.epoch < len(stages) and not stages[item.epoch].is_scored:
+                return item.epoch
+        return None
+
+    def reason_counts(self) -> dict[str, int]:
+        """How many flagged epochs each reason flags, heaviest reason first.
+
+        Returns
+        -------
+        dict
+            Reason code -> epochs (reasons that flag none are left out).
+        """
+        counts = {code: 0 for code in sorted(WEIGHTS, key=lambda c: -WEIGHTS[c])}
+        for item in self.items.values():
+            for code in {r.code for r in item.reasons}:
+                counts[code] += 1
+        return {code: n for code, n in counts.items() if n}
+
     def counts(self, stages: Sequence[Stage]) -> tuple[int, int]:
         """How many flagged epochs the technologist has reviewed (scored), of how many.
 
@@ -281,12 +316,14 @@ def status_text(queue: ReviewQueue | None, stages: Sequence[Stage]) -> str:
     Returns
     -------
     str
-        ``reviewed 12 of 40 flagged``; empty when there is nothing to review.
+        ``reviewed 12 of 40 flagged (disagrees 20, N1 8, stage change 30)``: flagged epochs
+        per reason (one epoch may have several); empty when there is nothing to review.
     """
     if queue is None or not queue.suggestions:
         return ""
     reviewed, flagged = queue.counts(stages)
-    return f"reviewed {reviewed} of {flagged} flagged"
+    by_reason = ", ".join(f"{REASON_WORDS[code]} {n}" for code, n in queue.reason_counts().items())
+    return f"reviewed {reviewed} of {flagged} flagged" + (f" ({by_reason})" if by_reason else "")
 
 
 def build_queue(n_epochs: int, suggestions: Mapping[int, object], *,
