@@ -173,6 +173,12 @@ def test_second_opinion_runs_in_its_thread_and_flags_disagreement(qtbot, night):
     assert set(disagreeing) <= set(window.hypnogram.flagged())
     agree = np.mean([stored[e].stage is s for e, s in enumerate(STAGES)])
     assert agree > 0.5
+    # the second opinion in sight: its own hypnogram track, and a line in the panel
+    assert window.hypnogram.second_opinion() == [stored[e].stage for e in range(len(STAGES))]
+    window.go_to(deep[0])
+    line = window.ai_panel.opinion_label
+    assert line.isVisible() and line.text().startswith("Second opinion (YASA ")
+    assert f": {stored[deep[0]].stage.label} \u00b7 " in line.text() and line.text().endswith("%")
 
 
 def test_yasa_leads_the_offered_stage_and_the_panel_says_so(qtbot, night, tiny_pack, errors):

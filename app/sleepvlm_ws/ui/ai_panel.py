@@ -39,7 +39,7 @@ from ..core.trust.evidence.rules_check import SUPPORTED, RuleCheck
 from .override_note import ask_note_dialog
 from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, check_tooltip, checks_summary,
                               clinical_units, confidence_text, confidence_tooltip, decision_text,
-                              describe_flag, describe_repairs, rule_tooltip, source_line)
+                              describe_flag, describe_repairs, opinion_text, rule_tooltip, source_line)
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
 LOADING_TEXT = "Loading the model…"
@@ -139,6 +139,9 @@ class AIPanel(QWidget):
         row.addStretch(1)
         self.source_label = self._plain_label()
         self.source_label.setStyleSheet("color: #60a0e0;")
+        self.opinion_label = self._plain_label()           # the second opinion (YASA)
+        self.opinion_label.setStyleSheet("color: #40c0a0;")
+        self.opinion_label.hide()
         self.decision_label = self._plain_label()          # the technologist's own decision
         self.decision_label.setStyleSheet("color: #40b040;")
         self.decision_label.hide()
@@ -180,7 +183,7 @@ class AIPanel(QWidget):
         for button in (self.accept_button, self.override_button, self.explain_button):
             buttons.addWidget(button)
         for widget in (self.model_label, self.decision_label, self.message, self.stage_row,
-                       self.source_label, self.chip_box,
+                       self.source_label, self.opinion_label, self.chip_box,
                        self.checks_label, self.flags_label):
             layout.addWidget(widget)
         layout.addWidget(self.rationale, 1)
@@ -402,6 +405,13 @@ class AIPanel(QWidget):
         self.override_button.setText("Overriding… (Esc)" if on else "Override… (O)")
         self.armed_label.setVisible(self._override_armed)
         self._update_buttons()
+
+    def show_opinion(self, opinion, led: bool = False) -> None:
+        """The second opinion for the epoch on screen; hidden where there is none, or where it
+        already leads the stage offered (the source line names it then)."""
+        shown = opinion is not None and not led
+        self.opinion_label.setText(opinion_text(opinion) if shown else "")
+        self.opinion_label.setVisible(shown)
 
     def show_decision(self, decision) -> None:
         """The technologist's decision for the epoch on screen (None: not scored yet)."""

@@ -289,6 +289,11 @@ class AIReview(QObject):
             self.window.hypnogram.set_suggestions({e: s.stage for e, s in found.items()})
         else:
             self.window.hypnogram.clear_suggestions()
+        try:
+            opinions = {} if review is None else review.opinions()
+        except InputError:
+            opinions = {}
+        self.window.hypnogram.set_second_opinion({e: o.stage for e, o in opinions.items()})
         if self.session is not None:
             self.show_epoch(self.session.epoch)
 
@@ -310,11 +315,14 @@ class AIReview(QObject):
         except InputError:
             flags = ()
         self.panel.show_suggestion(suggestion, self.rules, flags)
-        try:
-            decision = self.suggestion_review.decision(epoch) if self.suggestion_review else None
-        except InputError:
-            decision = None
+        review, decision, opinion = self.suggestion_review, None, None
+        if review is not None:
+            try:
+                decision, opinion = review.decision(epoch), review.opinion(epoch)
+            except InputError:
+                pass
         self.panel.show_decision(decision)
+        self.panel.show_opinion(opinion, led=suggestion is not None and suggestion.led)
         self._show_checks(suggestion, epoch)
         if epoch in self._explaining:
             self.panel.set_explaining(True)
@@ -462,6 +470,7 @@ class AIReview(QObject):
         self.window.hypnogram.clear_suggestions()
         self.panel.show_suggestion(None, self.rules)
         self.panel.show_decision(None)
+        self.panel.show_opinion(None)
         self.update_actions()
 
     def shutdown(self) -> None:

@@ -33,6 +33,9 @@ STAGE_COLOURS = {Stage.W: "#F0B030", Stage.R: "#E03030", Stage.N1: "#90D8F8",
 #: The suggestion layer: a dotted line this far above the suggested stage's level.
 SUGGESTION_OFFSET = 0.25
 SUGGESTION_COLOUR = "#D080FF"
+#: The second opinion's track (YASA): a dashed line this far below its stage's level.
+OPINION_OFFSET = -0.25
+OPINION_COLOUR = "#40C0A0"
 #: The flag track: ticks from FLAG_LOW to FLAG_HIGH (above the artefact row).
 FLAG_LOW, FLAG_HIGH = 6.2, 6.5
 FLAG_COLOUR, FLAG_REVIEWED_COLOUR = "#FF9020", "#707070"
@@ -72,6 +75,10 @@ class HypnogramView(QWidget):
             connect="finite")
         self.suggestion_line.setZValue(40)
         self.plot.addItem(self.suggestion_line)
+        self.opinion_line = pg.PlotCurveItem(
+            pen=pg.mkPen(OPINION_COLOUR, width=1.5, style=Qt.PenStyle.DashLine), connect="finite")
+        self.opinion_line.setZValue(39)
+        self.plot.addItem(self.opinion_line)
         self.flag_ticks = pg.PlotCurveItem(pen=pg.mkPen(FLAG_COLOUR, width=2), connect="pairs")
         self.reviewed_ticks = pg.PlotCurveItem(pen=pg.mkPen(FLAG_REVIEWED_COLOUR, width=2),
                                                connect="pairs")
@@ -89,6 +96,7 @@ class HypnogramView(QWidget):
         self._step_x = np.zeros(0)
         self._step_y = np.zeros(0)
         self._suggested: list[Stage | None] = []
+        self._opinion: list[Stage | None] = []
         self._suggestion_y = np.zeros(0)
         self.current: int | None = None
 
@@ -115,6 +123,7 @@ class HypnogramView(QWidget):
         self._suggested = [None] * n
         self._suggestion_y = np.full(2 * n, np.nan)
         self._redraw_suggestions()
+        self.set_second_opinion({})
         self.set_flags([])
         full = max(n, 1) * EPOCH_SECONDS
         self.viewbox.setLimits(xMin=0, xMax=full, minXRange=min(full, 10 * EPOCH_SECONDS),
@@ -175,6 +184,25 @@ class HypnogramView(QWidget):
             self.suggestion_line.setData([], [])
         else:
             self.suggestion_line.setData(self._step_x, self._suggestion_y)
+
+    # -- the second opinion --------------------------------------------------------------
+    def second_opinion(self) -> list[Stage | None]:
+        """The second opinion's stage per epoch on its track (None where it has none)."""
+        return list(self._opinion)
+
+    def set_second_opinion(self, stages: dict[int, Stage]) -> None:
+        """Show the stager's stages (epoch -> stage) as their own dashed track."""
+        n = self.n_epochs
+        self._opinion = [None] * n
+        y = np.full(2 * n, np.nan)
+        for epoch, stage in stages.items():
+            if 0 <= epoch < n:
+                self._opinion[epoch] = stage
+                y[2 * epoch] = y[2 * epoch + 1] = STAGE_LEVELS.get(stage, np.nan) + OPINION_OFFSET
+        if np.isnan(y).all():
+            self.opinion_line.setData([], [])
+        else:
+            self.opinion_line.setData(self._step_x, y)
 
     # -- review flags --------------------------------------------------------------------
     def flagged(self) -> list[int]:

@@ -105,6 +105,25 @@ def clinical_units(text: str) -> str:
     return _MICROVOLT.sub("µV", text)
 
 
+def opinion_text(opinion) -> str:
+    """The second opinion for the panel's line.
+
+    Parameters
+    ----------
+    opinion : SecondOpinion
+        The stager's answer for the epoch (``method``, ``stage``, ``probabilities``).
+
+    Returns
+    -------
+    str
+        ``Second opinion (YASA 0.8.1): N2 · 80 %``.
+    """
+    name, _, _classifier = str(opinion.method).partition("/")
+    who = f"YASA {name.removeprefix('yasa-')}" if name.startswith("yasa-") else str(opinion.method)
+    p = dict(opinion.probabilities).get(opinion.stage)
+    return f"Second opinion ({who}): {opinion.stage.label} \u00b7 {format_percent(p)}"
+
+
 def decision_text(decision) -> str:
     """The technologist's decision in words, for the line beside the suggestion.
 

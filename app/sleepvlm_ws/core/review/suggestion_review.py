@@ -108,6 +108,21 @@ class SuggestionReview:
             return None
         return lead(suggestion, self.opinions().get(suggestion.epoch), self.source)
 
+    def opinion(self, epoch: int | None = None):
+        """The second opinion's answer for an epoch.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Default: the epoch on screen.
+
+        Returns
+        -------
+        SecondOpinion or None
+            ``method``, ``stage``, ``probabilities``; None where the stager has none.
+        """
+        return self.opinions().get(self.session.epoch if epoch is None else int(epoch))
+
     def suggestion(self, epoch: int | None = None) -> Suggestion | None:
         """The suggestion offered for ``epoch``.
 
