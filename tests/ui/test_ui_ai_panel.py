@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,13 @@ import pytest
 from gui import open_window  # noqa: E402
 from packs import copy_pack
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 
 from sleepvlm_ws.core.base.rules import load_rules
 from sleepvlm_ws.core.base.stages import EPOCH_SECONDS, SLEEP_STAGES, Stage
 from sleepvlm_ws.core.model.answer import format_answer, parse_answer
 from sleepvlm_ws.core.model.model_pack import load_manifest
-from sleepvlm_ws.core.model.settings import ModelSettings, load_settings, save_settings, settings_path
+from sleepvlm_ws.core.model.settings import NOTE, ModelSettings, load_settings, save_settings, settings_path
 from sleepvlm_ws.core.review.suggestion_review import NOTE_REQUIRED
 from sleepvlm_ws.core.signals.montage import auto_montage
 from sleepvlm_ws.core.signals.render import RENDERER_VERSION
@@ -32,10 +33,10 @@ from sleepvlm_ws.core.study.suggestions import (FAST, RATIONALE, Suggestion, Sug
                                                 rationale_only_flags)
 from sleepvlm_ws.core.synth.night import generate_night, write_night_edf
 from sleepvlm_ws.ui.ai_panel import NO_MODEL_TEXT, NOT_SCORED_TEXT, AIPanel
-from sleepvlm_ws.ui.ai_review import settled_eta
 from sleepvlm_ws.ui.hypnogram_view import STAGE_LEVELS, SUGGESTION_OFFSET, HypnogramView
 from sleepvlm_ws.ui.main_window import MainWindow
 from sleepvlm_ws.ui.override_note import OverrideNoteDialog
+from sleepvlm_ws.ui.run_progress import settled_eta
 from sleepvlm_ws.ui.settings_dialog import SettingsDialog
 from sleepvlm_ws.ui.suggestion_text import clinical_units
 
@@ -260,6 +261,47 @@ def test_the_progress_label_fits_and_the_eta_settles(qtbot, tmp_path):
         window.ai._on_progress(100, 942, eta)
     assert window.ai.eta_label.text() == "about 7 min left"
     assert settled_eta([]) is None
+
+
+def test_accepting_a_contradicted_suggestion_asks_first_as_the_lab_decides(qtbot, night, tiny_pack,
+                                                                          errors):
+    """Epoch 0 is wake; the suggestion says N3 citing N3.1 (slow waves), which the signal
+    contradicts: Enter asks first (or wants a note), and the decision's note says so."""
+    window = open_window(qtbot, night)
+    load_model(qtbot, window, tiny_pack)
+    store = SuggestionStore(window.session.study)
+    key_fast = window.ai.controller.key.for_pass(FAST)
+    for epoch in (0, 1):
+        store.put(epoch, parse_answer(format_answer("N3", ["N3.1"])), key_fast)
+    store.put(2, parse_answer(format_answer("N2", [])), key_fast)      # cites nothing
+    window.ai.refresh()
+    study, evidence = window.session.study, window.waveform.evidence
+    window.go_to(0)
+    qtbot.waitUntil(lambda: evidence.findings(0) is not None, timeout=30000)
+    key(qtbot, window, Qt.Key.Key_Return)
+    box = window.ai.accept_box
+    assert box is not None and box.isVisible() and "N3.1" in box.text()
+    assert study.stage(0) is Stage.UNSCORED                           # nothing yet
+    box.button(QMessageBox.StandardButton.Yes).click()
+    decision = study.decisions()[-1]
+    assert (decision.epoch, decision.stage, decision.source) == (0, Stage.N3, AI_ACCEPTED)
+    assert decision.note.startswith("accepted although the signal contradicts N3.1: ")
+    assert study.audit_events()[-1].payload["note"] == decision.note
+
+    window.ai.settings = replace(window.ai.settings, contradicted_accept=NOTE)
+    window.go_to(1)
+    qtbot.waitUntil(lambda: evidence.findings(1) is not None, timeout=30000)
+    window.ai_panel.accept_note_provider = lambda *_: None             # cancelled: nothing
+    key(qtbot, window, Qt.Key.Key_Return)
+    assert study.stage(1) is Stage.UNSCORED and "a note is required" in window.statusBar().currentMessage()
+    window.ai_panel.accept_note_provider = lambda *_: "slow waves under the artefact"
+    key(qtbot, window, Qt.Key.Key_Return)
+    assert study.stage(1) is Stage.N3
+    assert study.decisions()[-1].note.endswith("Why: slow waves under the artefact")
+    window.go_to(2)
+    key(qtbot, window, Qt.Key.Key_Return)                              # nothing contradicted
+    assert study.stage(2) is Stage.N2 and study.decisions()[-1].note is None
+    assert errors == []
 
 
 def test_the_override_note_dialog_will_not_take_an_empty_note(qtbot, tmp_path):
@@ -497,6 +539,11 @@ def test_settings_file_defaults_and_dialog(qtbot, tmp_path):
     dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
     saved = load_settings()
     assert (saved.threads, saved.gpu_layers) == (3, -1) and window.ai.settings == saved
+    assert saved.contradicted_accept == "confirm"
+    dialog = window.ai.open_settings()
+    dialog.contradicted_accept.setCurrentIndex(dialog.contradicted_accept.findData(NOTE))
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    assert load_settings().contradicted_accept == NOTE == window.ai.settings.contradicted_accept
     assert isinstance(dialog, SettingsDialog)
 
 

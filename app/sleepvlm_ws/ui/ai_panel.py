@@ -36,7 +36,7 @@ from ..core.review.suggestion_review import NOT_SCORED_TEXT
 from ..core.study.suggestions import Suggestion
 from ..core.trust.evidence.claims import ClaimCheck
 from ..core.trust.evidence.rules_check import SUPPORTED, RuleCheck
-from .override_note import ask_note_dialog
+from .override_note import ask_accept_note_dialog, ask_note_dialog
 from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, check_tooltip, checks_summary,
                               clinical_units, confidence_text, confidence_tooltip, decision_text,
                               describe_flag, describe_repairs, opinion_text, rule_tooltip, source_line)
@@ -105,6 +105,7 @@ class AIPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.note_provider: NoteProvider = ask_note_dialog
+        self.accept_note_provider = ask_accept_note_dialog
         self.suggestion: Suggestion | None = None
         self.chips: list[QToolButton] = []
         self.rule_checks: dict[str, RuleCheck] = {}
@@ -417,6 +418,11 @@ class AIPanel(QWidget):
         """The technologist's decision for the epoch on screen (None: not scored yet)."""
         self.decision_label.setText("" if decision is None else decision_text(decision))
         self.decision_label.setVisible(decision is not None)
+
+    def ask_accept_note(self, suggestion: Suggestion, contradicted: str) -> str | None:
+        """Why the technologist accepts a suggestion the signal contradicts: from
+        ``accept_note_provider`` (a dialog unless replaced); None when cancelled."""
+        return self.accept_note_provider(self, suggestion, contradicted)
 
     def ask_note(self, stage: Stage, suggestion: Suggestion) -> str | None:
         """Why the technologist overrides: from ``note_provider`` (a dialog unless replaced)."""

@@ -13,17 +13,15 @@ set to the stager also runs the second opinion when the study has none yet.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import replace
-from statistics import median
 from pathlib import Path
 
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QFileDialog, QLabel, QProgressBar, QToolButton
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from ..core.base.rules import load_rules
 from ..core.base.stages import Stage
-from ..core.model.settings import load_settings, save_settings
+from ..core.model.settings import NOTE, load_settings, save_settings
 from ..core.review.session import ReviewSession
 from ..core.review.suggestion_review import NoSuggestion, SuggestionReview
 from ..core.study.study import Decision
@@ -32,39 +30,10 @@ from ..core.trust.report_content import pack_card_summary
 from ..errors import InputError
 from .ai_panel import LOADING_TEXT, AIPanel
 from .model_worker import ModelController, RunTarget
+from .run_progress import RunProgress, summary_text
 from .settings_dialog import SettingsDialog
 
 MESSAGE_MS = 6000
-ETA_MEDIAN_OF = 9            # estimates the shown ETA is the median of
-
-
-def eta_text(seconds: float | None) -> str:
-    """``about 3 min left`` (or ``estimating…`` before the first epochs are timed)."""
-    if seconds is None:
-        return "estimating…"
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"about {int(round(seconds))} s left"
-    minutes = int(round(seconds / 60))
-    if minutes < 60:
-        return f"about {minutes} min left"
-    return f"about {minutes // 60} h {minutes % 60:02d} min left"
-
-
-def settled_eta(recent) -> float | None:
-    """The ETA shown: the median of the last estimates (answers that arrive in bursts, or a
-    busy machine, swing a single estimate; the median settles). None before the first."""
-    return float(median(recent)) if recent else None
-
-
-def summary_text(summary) -> str:
-    stored = sum(summary.stored.values())
-    text = {"completed": "AI scoring finished", "cancelled": "AI scoring cancelled"}.get(
-        summary.outcome, f"AI scoring {summary.outcome}")
-    text += f": {summary.epochs_done} of {summary.epochs_total} epochs done, {stored} stored"
-    if summary.skipped_no_signal:
-        text += f", {summary.skipped_no_signal} without signal skipped"
-    return text
 
 
 class AIReview(QObject):
@@ -77,20 +46,12 @@ class AIReview(QObject):
         self.rules = load_rules()
         self.suggestion_review: SuggestionReview | None = None   # the open session's (core)
         self.settings_dialog: SettingsDialog | None = None
+        self.accept_box: QMessageBox | None = None     # the question before a contradicted accept
         self._explaining: set[int] = set()
         self.last_summary = None
 
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("AI %v / %m epochs")
-        # wide enough for a long night's "AI 1234 / 1234 epochs", never clipped
-        self.progress_bar.setMinimumWidth(
-            self.progress_bar.fontMetrics().horizontalAdvance("AI 8888 / 8888 epochs") + 48)
-        self.eta_window: deque = deque(maxlen=ETA_MEDIAN_OF)
-        self.eta_label = QLabel()
-        self.pause_button = QToolButton()
-        self.cancel_button = QToolButton()
-        self._progress_widgets = (self.progress_bar, self.eta_label, self.pause_button,
-                                  self.cancel_button)
+        self.run_progress = RunProgress()
+        self.progress_bar, self.eta_label = self.run_progress.bar, self.run_progress.eta_label
 
         c = self.controller
         c.model_loaded.connect(self._on_model_loaded)
@@ -110,11 +71,7 @@ class AIReview(QObject):
     def install_status_widgets(self, status_bar) -> None:
         """The run's progress bar, ETA and Pause / Cancel buttons (shown while it runs)."""
         actions = self.window.menu_actions
-        self.pause_button.setDefaultAction(actions["pause_run"])
-        self.cancel_button.setDefaultAction(actions["cancel_run"])
-        for widget in self._progress_widgets:
-            status_bar.addPermanentWidget(widget)
-            widget.hide()
+        self.run_progress.install(status_bar, actions["pause_run"], actions["cancel_run"])
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -229,12 +186,7 @@ class AIReview(QObject):
         review = self.suggestion_review
         if review is not None and review.wants_second_opinion and not self.window.review.running:
             self.window.review.run_second_opinion(quiet=True)
-        self.progress_bar.setRange(0, max(1, session.n_epochs))
-        self.progress_bar.setValue(0)
-        self.eta_label.setText("starting…")
-        self.eta_window.clear()
-        for widget in self._progress_widgets:
-            widget.show()
+        self.run_progress.start(session.n_epochs)
         self.update_actions()
         return True
 
@@ -250,20 +202,13 @@ class AIReview(QObject):
         self.eta_label.setText("cancelling…")
 
     def _on_progress(self, done: int, total: int, eta_s) -> None:
-        self.progress_bar.setRange(0, max(1, total))
-        self.progress_bar.setValue(done)
-        if eta_s is not None:
-            self.eta_window.append(float(eta_s))
-        if not self.controller.is_held:
-            self.eta_label.setText(eta_text(settled_eta(self.eta_window)) if done < total
-                                   else "finishing…")
+        self.run_progress.update(done, total, eta_s, held=self.controller.is_held)
 
     def _on_held(self, held: bool) -> None:
         self.eta_label.setText("paused" if held else "resuming…")
 
     def _end_run(self) -> None:
-        for widget in self._progress_widgets:
-            widget.hide()
+        self.run_progress.end()
         self.update_actions()
 
     def _on_finished(self, summary) -> None:
@@ -391,15 +336,56 @@ class AIReview(QObject):
 
     # -- the technologist's answer -------------------------------------------------------
     def accept(self) -> Decision | None:
-        """Take the offered stage for this epoch (ai_accepted), then go to the next epoch."""
+        """Take the offered stage for this epoch (ai_accepted), then go to the next epoch.
+
+        When the signal contradicts a rule the suggestion cites (the panel's ✗ badge), the
+        technologist is asked first, as the setting ``contradicted_accept`` says: a question
+        naming the contradiction (Yes accepts, the decision's note records it) or a note saying
+        why. None is returned while that question is open."""
         review = self.suggestion_review
         if review is None:
             return None
         try:
-            return review.accept()
+            suggestion = review._required(None)
+            found = self.window.waveform.evidence.findings(suggestion.epoch)
+            contradicted = review.contradicted(suggestion, found.evidence) if found else []
+            if not contradicted:
+                return review.accept()
         except (InputError, ValueError) as error:     # NoSuggestion says "not scored yet"
             self._say(str(error))
             return None
+        return self._accept_contradicted(suggestion, contradicted)
+
+    def _accept_contradicted(self, suggestion: Suggestion, contradicted: list) -> Decision | None:
+        what = "; ".join(f"{c.rule_id}: {c.reason}" for c in contradicted)
+        note = f"accepted although the signal contradicts {what}"
+
+        def take(extra: str | None = None) -> Decision | None:
+            try:
+                return self.suggestion_review.accept(
+                    suggestion.epoch, note=note if not extra else f"{note}. Why: {extra.strip()}")
+            except (InputError, ValueError, AttributeError) as error:
+                self._say(str(error))
+                return None
+
+        if self.settings.contradicted_accept == NOTE:
+            why = self.panel.ask_accept_note(suggestion, what)
+            if why is None or not why.strip():
+                self._say("Not accepted: a note is required when the signal contradicts a cited rule")
+                return None
+            return take(why)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Accept a contradicted suggestion",
+                          f"The signal contradicts what the suggestion cites ({what}).\n\n"
+                          f"Accept {suggestion.stage.label if suggestion.stage else 'it'} anyway? "
+                          f"The decision's note will say so.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                          self.window)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(
+            lambda button: box.standardButton(button) == QMessageBox.StandardButton.Yes and take())
+        self.accept_box = box
+        box.open()
+        return None
 
     def arm_override(self) -> bool:
         """Override: the next stage key names the technologist's stage."""

@@ -16,14 +16,17 @@ NOTE_NEEDED = "A note is required: say why you score it differently (it goes int
 
 
 class OverrideNoteDialog(QDialog):
-    """Asks why ``stage`` and not the suggested one; ``note()`` is the text typed."""
+    """Asks why ``stage`` and not the suggested one (or, with ``question``, anything else a
+    note must answer); ``note()`` is the text typed."""
 
-    def __init__(self, parent: QWidget | None, stage: Stage, suggestion: Suggestion):
+    def __init__(self, parent: QWidget | None, stage: Stage | None, suggestion: Suggestion, *,
+                 question: str | None = None, title: str = "Override the AI suggestion"):
         super().__init__(parent)
         ai = suggestion.stage.label if suggestion.stage is not None else "no stage"
         whose = "YASA's" if suggestion.led else "the model's"
-        self.setWindowTitle("Override the AI suggestion")
-        self.question = QLabel(f"Why {stage.label} and not {whose} {ai}? (required)")
+        self.setWindowTitle(title)
+        self.question = QLabel(question or f"Why {stage.label} and not {whose} {ai}? (required)")
+        self.question.setWordWrap(True)
         self.field = QLineEdit()
         self.reason = QLabel(NOTE_NEEDED)
         self.reason.setStyleSheet("color: #e0a040;")
@@ -55,4 +58,13 @@ class OverrideNoteDialog(QDialog):
 def ask_note_dialog(parent: QWidget, stage: Stage, suggestion: Suggestion) -> str | None:
     """The default note provider: the (modal) ``OverrideNoteDialog``; None when cancelled."""
     dialog = OverrideNoteDialog(parent, stage, suggestion)
+    return dialog.note() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+
+def ask_accept_note_dialog(parent: QWidget, suggestion: Suggestion, contradicted: str) -> str | None:
+    """Why accept a suggestion the signal contradicts (the lab's setting asks for a note)."""
+    stage = suggestion.stage.label if suggestion.stage is not None else "it"
+    dialog = OverrideNoteDialog(parent, None, suggestion, title="Accept a contradicted suggestion",
+                                question=f"The signal contradicts {contradicted}. Why accept {stage}? "
+                                         f"(required)")
     return dialog.note() if dialog.exec() == QDialog.DialogCode.Accepted else None

@@ -10,8 +10,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from ..core.base.stage_source import MODEL, SOURCES, STAGER
 from ..core.model.remote import API_KEY_ENV, parse_server_urls
-from ..core.model.settings import (MAX_CONTEXT, MAX_GPU_LAYERS, MAX_SERVER_PARALLEL, MAX_THREADS,
-                                   MIN_RATIONALE_TOKENS, ModelSettings, cpu_count)
+from ..core.model.settings import (CONFIRM, MAX_CONTEXT, MAX_GPU_LAYERS, MAX_SERVER_PARALLEL, MAX_THREADS,
+                                   MIN_RATIONALE_TOKENS, NOTE, ModelSettings, cpu_count)
 from ..errors import InputError
 
 SOURCE_CHOICES = {STAGER: "YASA (real-trained) where it can stage, else the model",
@@ -91,6 +91,12 @@ class SettingsDialog(QDialog):
         form.addRow("Rationale length (tokens)", self.rationale_tokens)
         form.addRow(self.rationale_whole_night)
         form.addRow("Suggested stage from", self.stage_source)
+        self.contradicted_accept = QComboBox()
+        self.contradicted_accept.addItem("Ask to confirm (the note says so)", CONFIRM)
+        self.contradicted_accept.addItem("Require a note saying why", NOTE)
+        self.contradicted_accept.setToolTip("When Accept takes a suggestion citing a rule the "
+                                            "measured signal contradicts (the ✗ badge)")
+        form.addRow("Accepting a contradicted suggestion", self.contradicted_accept)
         layout.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel
@@ -115,6 +121,8 @@ class SettingsDialog(QDialog):
         self.rationale_whole_night.setChecked(settings.rationale_whole_night)
         self.stage_source.setCurrentIndex(max(0, self.stage_source.findData(
             settings.suggested_stage_from)))
+        self.contradicted_accept.setCurrentIndex(max(0, self.contradicted_accept.findData(
+            settings.contradicted_accept)))
 
     def server_problem(self) -> str:
         """Why the server field cannot be saved (one line), or "" when it can."""
@@ -142,4 +150,5 @@ class SettingsDialog(QDialog):
                        server_grammar=self.server_grammar.isChecked(),
                        rationale_tokens=self.rationale_tokens.value(),
                        rationale_whole_night=self.rationale_whole_night.isChecked(),
-                       suggested_stage_from=self.stage_source.currentData()).checked()
+                       suggested_stage_from=self.stage_source.currentData(),
+                       contradicted_accept=self.contradicted_accept.currentData()).checked()

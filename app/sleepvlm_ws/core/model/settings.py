@@ -40,6 +40,12 @@ def cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+# Accepting a suggestion whose cited rule the signal contradicts (the lab decides which):
+CONFIRM = "confirm"      # a question naming the contradiction; Yes accepts, the note says so
+NOTE = "note"            # a note saying why is required, as for an override
+CONTRADICTED_ACCEPT = (CONFIRM, NOTE)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """How the model runs here. ``context_size`` 0: the pack's own; ``gpu_layers`` -1: all."""
@@ -56,6 +62,7 @@ class ModelSettings:
                                      # on the GPU; the tolerant parser flags off-schema answers)
     server_model: str = ""           # the served model's name; "": the first the server lists
     suggested_stage_from: str = DEFAULT_SOURCE   # core.review.suggested_stage: stager or model
+    contradicted_accept: str = CONFIRM   # accepting a stage the signal contradicts: confirm / note
 
     @classmethod
     def defaults(cls) -> "ModelSettings":
@@ -89,7 +96,9 @@ class ModelSettings:
                             else True),
             server_model=str(self.server_model or ""),
             suggested_stage_from=(self.suggested_stage_from if self.suggested_stage_from in SOURCES
-                                  else DEFAULT_SOURCE))
+                                  else DEFAULT_SOURCE),
+            contradicted_accept=(self.contradicted_accept if self.contradicted_accept
+                                 in CONTRADICTED_ACCEPT else CONFIRM))
 
     def server_list(self) -> list[str]:
         """The lab servers to send requests to; [] runs the model on this computer."""

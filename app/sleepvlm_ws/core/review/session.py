@@ -225,7 +225,8 @@ class ReviewSession:
             self.step(1)
         return decision
 
-    def accept_suggestion(self, suggestion, *, advance: bool = True) -> Decision:
+    def accept_suggestion(self, suggestion, *, advance: bool = True,
+                          note: str | None = None) -> Decision:
         """Take the suggested stage for the suggestion's epoch, then move on like a stage key does.
 
         The stage taken is the one offered (the stager's where it led); the decision's source is
@@ -237,6 +238,8 @@ class ReviewSession:
             The suggestion as offered (``core.study.suggestions``).
         advance : bool
             Move to the next epoch afterwards when the suggestion is for the current epoch.
+        note : str, optional
+            Kept with the decision and its audit event.
 
         Returns
         -------
@@ -248,7 +251,8 @@ class ReviewSession:
         ValueError
             When the suggestion named no stage.
         """
-        return self._record(accept(self.study, suggestion.epoch, suggestion, self.scorer), advance)
+        return self._record(accept(self.study, suggestion.epoch, suggestion, self.scorer, note=note),
+                            advance)
 
     def override_suggestion(self, suggestion, stage: Stage, note: str, *,
                             advance: bool = True) -> Decision:

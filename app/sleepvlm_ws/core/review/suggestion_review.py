@@ -37,7 +37,7 @@ from ..study.study import Decision
 from ..study.suggestions import FAST, Suggestion, SuggestionKey, SuggestionStore, rationale_only_flags
 from ..trust import second_opinion
 from ..trust.evidence.claims import check_claims
-from ..trust.evidence.rules_check import check_suggestion, hypnogram_neighbours
+from ..trust.evidence.rules_check import CONTRADICTED, check_suggestion, hypnogram_neighbours
 from .review_queue import ReviewQueue, build_queue
 from .session import ReviewSession
 from .suggested_stage import lead, lead_all
@@ -364,7 +364,24 @@ class SuggestionReview:
             raise NoSuggestion(f"{what}{NOT_SCORED_TEXT.lower()}" if what else NOT_SCORED_TEXT)
         return suggestion
 
-    def accept(self, epoch: int | None = None) -> Decision:
+    def contradicted(self, suggestion: Suggestion, evidence) -> list:
+        """The cited rules the epoch's signal contradicts (accepting them deserves a pause).
+
+        Parameters
+        ----------
+        suggestion : Suggestion
+            As offered.
+        evidence : EpochEvidence
+            The epoch's measurements.
+
+        Returns
+        -------
+        list of RuleCheck
+            Those with the verdict ``contradicted`` ([] when none is).
+        """
+        return [c for c in self.checks(suggestion, evidence)[0] if c.verdict == CONTRADICTED]
+
+    def accept(self, epoch: int | None = None, *, note: str | None = None) -> Decision:
         """Take the offered stage (source ai_accepted, audited with the suggestion), then move
         on like a stage key does.
 
@@ -372,6 +389,8 @@ class SuggestionReview:
         ----------
         epoch : int, optional
             Default: the epoch on screen.
+        note : str, optional
+            Kept with the decision (e.g. why a contradicted suggestion was accepted).
 
         Returns
         -------
@@ -384,7 +403,7 @@ class SuggestionReview:
         ValueError
             The model named no stage there.
         """
-        return self.session.accept_suggestion(self._required(epoch))
+        return self.session.accept_suggestion(self._required(epoch), note=note)
 
     def arm_override(self) -> None:
         """Override: the next stage the technologist names is scored against the suggestion
