@@ -24,7 +24,7 @@ from sleepvlm_ws.core.study.study import (AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED, 
 from sleepvlm_ws.core.study.suggestions import SuggestionKey, SuggestionStore, accept, override
 from sleepvlm_ws.core.trust.report import (AI_TRACK_BOX, HYPNOGRAM_BOX, HYPNOGRAM_BOX_ALONE, REPORT_EVENT,
                                            ReportError, write_report)
-from sleepvlm_ws.core.trust.report_content import audit_summary, model_card_provenance
+from sleepvlm_ws.core.trust.report_content import audit_summary, gather, model_card_provenance
 
 pdfium = pytest.importorskip("pypdfium2")
 
@@ -214,6 +214,28 @@ def test_report_without_suggestions_or_scores(tmp_path):
     empty.close()
 
 
+def test_a_partly_scored_night_reports_its_whole_time_in_bed_and_marks_what_would_change(tmp_path):
+    """6 of 120 epochs scored: lights off/on are the recording's, TIB the whole hour, and every
+    figure unscored epochs would change is marked provisional (the lights and TIB are not)."""
+    rec = _recording(tmp_path)
+    montage = Montage()
+    montage.roles["C4-M1"] = Derivation("C4", "M1")
+    study = Study.create(tmp_path / "part.sleepvlm", recording_path=rec, n_epochs=120,
+                         montage=montage, scorer="amy")
+    for epoch, stage in zip(range(40, 46), (Stage.W, Stage.N1, Stage.N2, Stage.N2, Stage.N2, Stage.N2)):
+        study.score(epoch, stage, scorer="amy")
+    content = gather(study, author="amy")
+    stats = content.statistics
+    assert (stats.lights_off, stats.lights_on, stats.tib_min) == (0, 120, 60.0)
+    assert stats.provisional and stats.unscored_epochs == 114
+    text = _pages(write_report(study, tmp_path / "part.pdf", author="amy"))[1][0]
+    assert "* provisional: 114 of 120 epochs from lights off to on are unscored" in text
+    assert "Total sleep time (TST) *" in text and "Sleep efficiency (TST/TIB) *" in text
+    assert "Time in bed (TIB) *" not in text and "Time in bed (TIB)" in text
+    assert "the recording's start and end unless given" in text
+    study.close()
+
+
 def test_lights_and_bad_targets_are_one_line_errors(tmp_path):
     study = _study(tmp_path)
     out = write_report(study, tmp_path / "lights.pdf", author="amy", lights_off=10,
@@ -288,12 +310,14 @@ def test_cli_report(tmp_path):
     n, texts, _ = _pages(tmp_path / "cli.pdf")
     assert n == 2 and "Jane" not in texts[0] and "epoch 3" in texts[0] and "epoch 111" in texts[0]
     for args in (("report", str(tmp_path / "missing.sleepvlm"), "--out", str(tmp_path / "m.pdf")),
-                 ("report", str(tmp_path / "jane-night.edf"), "--out", str(tmp_path / "m.pdf"))):
+                 ("report", str(tmp_path / "missing.edf"), "--out", str(tmp_path / "m.pdf"))):
         proc = _cli(*args)
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and Path(args[1]).name in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.pdf").exists()
+    proc = _cli("report", str(tmp_path / "jane-night.edf"), "--out", str(tmp_path / "r.pdf"))
+    assert proc.returncode == 0, proc.stderr          # the recording stands for its study
 
 
 # ---------------------------------------------------------------------------------- GUI

@@ -25,7 +25,7 @@ from ..base.stages import EPOCH_SECONDS, Stage
 from ..study.formats._common import write_atomically
 from ..study.study import Study
 from .report_content import SOURCE_LABELS, ReportContent, gather
-from .sleep_statistics import format_value
+from .sleep_statistics import SETTLED_ROWS, format_value
 
 REPORT_EVENT = "report"
 PAGE_SIZE = (8.27, 11.69)          # A4 portrait, inches
@@ -62,7 +62,7 @@ def write_report(study: Study, out: str | Path, *, author: str, deidentify: bool
         hypnogram is then drawn in hours from the start). Default False.
     lights_off, lights_on : int, optional
         The sleep statistics' analysed period as epoch indices, ``lights_on`` exclusive (default:
-        the first scored epoch to the one after the last, see ``sleep_statistics``).
+        the whole recording).
     pack_dirs : iterable of str or Path, optional
         Where to look for the model pack the AI suggestions came from (default: the usual pack
         folders).
@@ -153,8 +153,14 @@ def _page_summary(c: ReportContent):
         fig.text(0.06, 0.30, "No epoch is scored yet: no sleep statistics.", fontsize=10)
         return fig
     fig.text(0.06, 0.315, "Sleep statistics (AASM)", fontsize=11, weight="bold")
-    rows = [(label, format_value(value), unit) for label, value, unit in
-            c.statistics.rows(c.start)]
+    stats = c.statistics
+    mark = stats.provisional        # figures unscored epochs would change carry a *
+    rows = [(label + (" *" if mark and label not in SETTLED_ROWS else ""), format_value(value), unit)
+            for label, value, unit in stats.rows(c.start)]
+    if mark:
+        fig.text(0.40, 0.315, f"* provisional: {stats.unscored_epochs} of "
+                 f"{stats.lights_on - stats.lights_off} epochs from lights off to on are unscored",
+                 fontsize=9, color="#c03000")
     half = (len(rows) + 1) // 2
     for i, part in enumerate((rows[:half], rows[half:])):
         tax = fig.add_axes((0.06 + i * 0.46, 0.03, 0.43, 0.27))
@@ -165,7 +171,7 @@ def _page_summary(c: ReportContent):
         table.auto_set_font_size(False)
         table.set_fontsize(8)
         table.scale(1, 1.25)
-    fig.text(0.06, 0.012, "Lights off/on: first and last scored epoch unless given. Artefact "
+    fig.text(0.06, 0.012, "Lights off/on: the recording's start and end unless given. Artefact "
              "and unscored epochs count in TIB, never in TST or WASO.", fontsize=7, color="0.4")
     return fig
 

@@ -334,13 +334,18 @@ def gather(study: Study, *, author: str, deidentify: bool = False,
            now: datetime | None = None) -> ReportContent:
     """Everything the report shows. ``pack_dirs``: where to look for the model pack (default:
     the usual pack folders). ``lights_off`` / ``lights_on``: epoch indices (see
-    ``sleep_statistics``). Raises ValueError for lights outside the night."""
+    ``sleep_statistics``; default: the recording's start and end, so a partly scored night
+    reports its whole time in bed and marks what its unscored epochs would change). Raises
+    ValueError for lights outside the night."""
     stages = study.stages()
     hyp = study_hypnogram(study)
     has_scored = any(s.is_scored for s in stages)
+    explicit = lights_off is not None and lights_on is not None
+    lights_off = 0 if lights_off is None else lights_off
+    lights_on = len(stages) if lights_on is None else lights_on
     statistics = (sleep_statistics(stages, lights_off=lights_off, lights_on=lights_on,
                                    epoch_s=hyp.epoch_s)
-                  if has_scored or (lights_off is not None and lights_on is not None) else None)
+                  if stages and (has_scored or explicit) else None)
     model = ai_stages = result = problem = None
     accepted = 0
     ai = ai_suggested_stages(study)

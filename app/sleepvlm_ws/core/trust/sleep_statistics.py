@@ -37,6 +37,10 @@ from typing import Sequence
 
 from ..base.stages import EPOCH_SECONDS, Stage
 
+#: Rows an unscored epoch cannot change: the rest are provisional while any is unscored.
+SETTLED_ROWS = ("Lights off", "Lights on", "Time in bed (TIB)", "Artefact epochs (in TIB)",
+                "Unscored epochs (in TIB)")
+
 #: The stages TST is made of, in report order.
 SLEEP = (Stage.N1, Stage.N2, Stage.N3, Stage.R)
 _NOT_STAGES = (Stage.UNSCORED, Stage.ARTEFACT)
@@ -69,6 +73,17 @@ class SleepStatistics:
     unscored_min: float        # unscored epochs within TIB
     awakenings: int
     stage_shifts: int
+
+    @property
+    def unscored_epochs(self) -> int:
+        """Unscored epochs between lights off and lights on."""
+        return int(round(self.unscored_min * 60.0 / self.epoch_s))
+
+    @property
+    def provisional(self) -> bool:
+        """Some epochs of the analysed period are unscored: every figure but the lights, TIB
+        and the artefact / unscored counts may change as they are scored (``PROVISIONAL``)."""
+        return self.unscored_epochs > 0
 
     def rows(self, start: datetime | None = None) -> list[Row]:
         """``(label, value, unit)`` for a report table. ``start``: the recording's start, to
