@@ -34,5 +34,16 @@ DECISION_COLUMNS = "id, epoch, stage, previous, source, scorer, time, note, undo
 
 
 def decision_from_row(row: tuple) -> Decision:
+    """A decision as the ``decisions`` table stores it.
+
+    Parameters
+    ----------
+    row : tuple
+        One row of ``SELECT {DECISION_COLUMNS} FROM decisions``.
+
+    Returns
+    -------
+    Decision
+    """
     did, epoch, stage, previous, source, scorer, time, note, undoes = row
     return Decision(did, epoch, Stage(stage), Stage(previous), source, scorer, time, note, undoes)
