@@ -42,6 +42,7 @@ from .suggestion_text import (VERDICT_COLOURS, VERDICT_MARKS, VERDICT_WORDS, che
                               describe_flag, describe_repairs, opinion_text, rule_tooltip, source_line)
 
 NO_MODEL_TEXT = "No model loaded — manual scoring"
+OVERRIDE_TEXT, OVERRIDE_ARMED_TEXT = "Override… (O)", "Overriding… (Esc)"
 LOADING_TEXT = "Loading the model…"
 NO_RECORDING_TEXT = "Open a recording to see the model's suggestions"
 CHIPS_PER_ROW = 4
@@ -170,15 +171,21 @@ class AIPanel(QWidget):
         self.armed_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.armed_label.hide()
         self.accept_button = QPushButton("Accept (Enter)")
-        self.override_button = QPushButton("Override… (O)")
+        self.override_button = QPushButton(OVERRIDE_TEXT)
         self.explain_button = QPushButton("Explain (E)")
         for button, signal in ((self.accept_button, self.accept_requested),
                                (self.override_button, self.override_requested),
                                (self.explain_button, self.explain_requested)):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)   # keys go to the window's shortcuts
             # a label that changes (Override / Overriding) never widens the panel
-            button.setMinimumWidth(button.sizeHint().width())
             button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        widths = []
+        for text in (OVERRIDE_ARMED_TEXT, self.override_button.text()):
+            self.override_button.setText(text)
+            widths.append(self.override_button.sizeHint().width())
+        for button in (self.accept_button, self.override_button, self.explain_button):
+            button.setMinimumWidth(max(widths) if button is self.override_button
+                                   else button.sizeHint().width())
             button.clicked.connect(lambda _=False, s=signal: s.emit())
         buttons = QHBoxLayout()
         for button in (self.accept_button, self.override_button, self.explain_button):
@@ -403,7 +410,7 @@ class AIPanel(QWidget):
         """Override armed: the button says so in as few words as before (the panel keeps its
         width) and the wrapped line above the buttons says which keys to press."""
         self._override_armed = bool(on)
-        self.override_button.setText("Overriding… (Esc)" if on else "Override… (O)")
+        self.override_button.setText(OVERRIDE_ARMED_TEXT if on else OVERRIDE_TEXT)
         self.armed_label.setVisible(self._override_armed)
         self._update_buttons()
 

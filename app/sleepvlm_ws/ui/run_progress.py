@@ -51,8 +51,8 @@ class RunProgress:
     def __init__(self):
         self.bar = QProgressBar()
         self.bar.setFormat("AI %v / %m epochs")
-        # wide enough for a long night's "AI 1234 / 1234 epochs", never clipped
-        self.bar.setMinimumWidth(self.bar.fontMetrics().horizontalAdvance("AI 8888 / 8888 epochs") + 48)
+        # wide enough for a long night's "AI 1234 / 1234 epochs", never clipped, never stretched
+        self.bar.setFixedWidth(self.bar.fontMetrics().horizontalAdvance("AI 8888 / 8888 epochs") + 48)
         self.eta_label = QLabel()
         self.pause_button = QToolButton()
         self.cancel_button = QToolButton()

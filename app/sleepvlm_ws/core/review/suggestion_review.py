@@ -377,8 +377,12 @@ class SuggestionReview:
         Returns
         -------
         list of RuleCheck
-            Those with the verdict ``contradicted`` ([] when none is).
+            Those with the verdict ``contradicted`` ([] when none is, and where the stager led
+            to another stage than the model read: the rules explain the model's reading, not
+            the stage offered).
         """
+        if suggestion.led and suggestion.stage is not suggestion.model_reading:
+            return []
         return [c for c in self.checks(suggestion, evidence)[0] if c.verdict == CONTRADICTED]
 
     def accept(self, epoch: int | None = None, *, note: str | None = None) -> Decision:
