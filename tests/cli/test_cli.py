@@ -137,7 +137,7 @@ def test_open_without_a_display_draws_offscreen_when_asked_for_a_screenshot(reco
     rec = tmp_path / recording.name
     shutil.copy(recording, rec)
     shot = tmp_path / "open.png"
-    proc = run("open", str(rec), "--screenshot", str(shot), "--exit-after", "1", env=env)
+    proc = run("open", str(rec), "--no-model", "--screenshot", str(shot), "--exit-after", "1", env=env)
     assert proc.returncode == 0, proc.stderr
     assert shot.read_bytes().startswith(b"\x89PNG")
 
