@@ -117,7 +117,8 @@ def test_score_night_then_accept_and_override_with_a_note(qtbot, night, tiny_pac
     assert [c.text() for c in panel.chips] == list(suggestion.rules) and panel.chips
     for chip, rule_id in zip(panel.chips, suggestion.rules):
         assert html.escape(rules[rule_id].title) in chip.toolTip()
-        assert html.escape(rules[rule_id].text) in chip.toolTip()
+        assert html.escape(clinical_units(rules[rule_id].text)) in chip.toolTip()
+        assert " uV" not in chip.toolTip()
         assert chip.property("flagged") == (not rules[rule_id].fits(suggestion.stage))
 
     # Enter accepts (whatever has focus): an ai_accepted decision, then the next epoch
@@ -460,7 +461,7 @@ def test_panel_shows_rules_flags_and_rationale_as_plain_text(qtbot, tmp_path):
     assert panel.text() == "Suggested N2 · N2.1, R.1, X.9"
     assert [c.text() for c in panel.chips] == ["N2.1", "R.1", "X.9"]
     assert [c.property("flagged") for c in panel.chips] == [False, True, True]
-    assert html.escape(rules["N2.1"].text) in panel.chips[0].toolTip()
+    assert html.escape(clinical_units(rules["N2.1"].text)) in panel.chips[0].toolTip()
     assert "Not a rule in the catalogue" in panel.chips[2].toolTip()
     flags = panel.flags_label.text().splitlines()
     assert flags[0] == "parsed after repair: smart quotes"

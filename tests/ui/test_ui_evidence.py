@@ -65,7 +65,8 @@ def test_panel_badges_rules_and_marks_claims(qtbot, planted):
     assert not any(c.icon().isNull() for c in panel.chips)
     n3 = panel.chips[1].toolTip()
     assert html.escape(load_rules()["N3.1"].title) in n3         # the catalogue's words stay
-    assert "contradicted by the signal" in n3 and "F4-M1" in n3 and "needs &gt;= 6 s" in n3
+    assert "contradicted by the signal" in n3 and "F4-M1" in n3 and "N3 needs 6 s" in n3
+    assert "over 75 µV peak" in n3 and " uV" not in n3          # the catalogue, as a technologist writes
     assert panel.checks_label.text() == "Signal check: rules 1 ✓ 2 ✗ · rationale 1 ✓ 2 ✗"
 
     text = panel.rationale.toPlainText()

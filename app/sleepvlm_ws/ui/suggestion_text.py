@@ -194,12 +194,13 @@ def source_line(suggestion: Suggestion) -> str:
 
 
 def rule_tooltip(rule_id: str, rule: Rule | None) -> str:
-    """Rich text built only from escaped pieces: the rule's title and text, or why it is unknown."""
+    """Rich text built only from escaped pieces: the rule's title and text (µV as a technologist
+    writes it; the catalogue the model was prompted with spells it uV), or why it is unknown."""
     if rule is None:
         return (f"<b>{html.escape(rule_id)}</b><br>Not a rule in the catalogue: the model cited "
                 f"something the rules do not define.")
     return (f"<b>{html.escape(rule.id)} — {html.escape(rule.title)}</b><br>"
-            f"{html.escape(rule.text)}")
+            f"{html.escape(clinical_units(rule.text))}")
 
 
 def check_tooltip(check: RuleCheck) -> str:
