@@ -354,7 +354,17 @@ def test_gui_agreement_dialog_and_report_actions(qtbot, tmp_path, user_home, err
     assert confusion[2][4] == sum(1 for f, a in zip(finals, ai) if f == "N2" and a is R) > 0
     assert confusion[4][4] == 23
     assert dialog.per_stage.item(4, 0).text() == "100.0%"           # REM recall
+    qtbot.waitExposed(dialog)
+    assert dialog.confusion.horizontalScrollBar().maximum() == 0     # the whole matrix in view
     dialog.close()
+
+    # Study > Sleep statistics: the report's figures in a dialog
+    window.menu_actions["statistics"].trigger()
+    stats = window.statistics_dialog
+    assert stats.isVisible() and not stats.warning.isVisible()       # every epoch is scored
+    text = stats.text()
+    assert f"Total sleep time (TST): {TST_MIN:.1f} min" in text and "Time in bed (TIB): 60.0 min" in text
+    stats.close()
 
     target = tmp_path / "gui-report"
     monkeypatch.setattr(QFileDialog, "getSaveFileName",

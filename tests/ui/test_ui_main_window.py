@@ -306,6 +306,24 @@ def test_export_writes_the_hypnogram_and_audits_it(qtbot, night, tmp_path, error
     assert night.read_bytes()[:8] == b"0       "
 
 
+def test_sleep_statistics_dialog_marks_what_unscored_epochs_would_change(qtbot, night, errors):
+    window = open_window(qtbot, night)
+    window.menu_actions["statistics"].trigger()
+    assert errors == ["No epoch is scored yet: there are no sleep statistics."]
+    window.go_to(3)
+    for k in (Qt.Key.Key_W, Qt.Key.Key_2):
+        key(qtbot, window, k)
+    window.menu_actions["statistics"].trigger()
+    dialog = window.statistics_dialog
+    n = window.session.n_epochs
+    assert dialog.isVisible() and dialog.warning.isVisible()
+    assert f"{n - 2} of {n} epochs from lights off to on are unscored" in dialog.warning.text()
+    text = dialog.text()
+    assert f"Time in bed (TIB): {n * 0.5:.1f} min" in text               # the whole recording
+    assert "Total sleep time (TST) *: 0.5 min" in text and "Time in bed (TIB) *" not in text
+    assert len(errors) == 1
+
+
 def test_the_suffix_typed_decides_the_export_format(qtbot, night, tmp_path, errors):
     """"Files of type" says CSV, the name typed ends in .xml: NSRR XML is written (a name
     without a known suffix takes the filter's format and suffix)."""

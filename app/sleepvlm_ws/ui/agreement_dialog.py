@@ -63,7 +63,13 @@ class AgreementDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.resize(560, 520)
+        # wide enough for the whole confusion matrix: no horizontal scrolling to read it
+        widths = []
+        for table in (self.per_stage, self.confusion):
+            table.resizeColumnsToContents()
+            widths.append(table.verticalHeader().sizeHint().width() + table.horizontalHeader().length()
+                          + 2 * table.frameWidth() + 24)
+        self.resize(max(560, max(widths) + 40), 520)
 
 
 def _table(columns: list[str], rows: list[str]) -> QTableWidget:

@@ -29,6 +29,7 @@ from .montage_dialog import MontageDialog
 from .plot_items import clock_text
 from .recent import add_recent, load_recent
 from .review_actions import ReviewActions
+from .statistics_dialog import open_statistics
 from .waveform_view import WaveformView
 
 APP_NAME = "SleepVLM Workstation"
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
         self._action(study_menu, "montage", "&Montage…", self.open_montage_dialog)
         self._action(study_menu, "undo", "&Undo", self.undo, [QKeySequence.StandardKey.Undo])
         self._action(study_menu, "agreement", "&Agreement with the AI…", lambda: open_agreement(self))
+        self._action(study_menu, "statistics", "Sleep &statistics…", lambda: open_statistics(self))
 
         view = bar.addMenu("&View")
         self._action(view, "gain_up", "Larger waves (more sensitive)",
@@ -221,7 +223,8 @@ class MainWindow(QMainWindow):
         for name, action in self.menu_actions.items():
             if name.startswith("score_") or name in ("previous", "next", "first", "last",
                                                      "undo", "montage", "export", "close",
-                                                     "report", "report_deid", "agreement"):
+                                                     "report", "report_deid", "agreement",
+                                                     "statistics"):
                 action.setEnabled(has)
         self.ai.update_actions()
         self.review.update_actions()

@@ -327,6 +327,38 @@ def _clock(iso: object) -> str | None:
         return str(iso)
 
 
+def night_statistics(study: Study, *, lights_off: int | None = None,
+                     lights_on: int | None = None) -> SleepStatistics | None:
+    """The study's sleep statistics as the report and the statistics dialog show them.
+
+    Parameters
+    ----------
+    study : Study
+        The open study.
+    lights_off, lights_on : int, optional
+        Epoch indices (``lights_on`` exclusive); default: the recording's start and end, so a
+        partly scored night reports its whole time in bed and marks what its unscored epochs
+        would change (``SleepStatistics.provisional``).
+
+    Returns
+    -------
+    SleepStatistics or None
+        None while no epoch is scored (unless both lights are given).
+
+    Raises
+    ------
+    ValueError
+        Lights outside the night.
+    """
+    stages = study.stages()
+    explicit = lights_off is not None and lights_on is not None
+    if not stages or not (explicit or any(s.is_scored for s in stages)):
+        return None
+    return sleep_statistics(stages, lights_off=0 if lights_off is None else lights_off,
+                            lights_on=len(stages) if lights_on is None else lights_on,
+                            epoch_s=study_hypnogram(study).epoch_s)
+
+
 # ------------------------------------------------------------------------- everything
 def gather(study: Study, *, author: str, deidentify: bool = False,
            lights_off: int | None = None, lights_on: int | None = None,
@@ -339,13 +371,7 @@ def gather(study: Study, *, author: str, deidentify: bool = False,
     ValueError for lights outside the night."""
     stages = study.stages()
     hyp = study_hypnogram(study)
-    has_scored = any(s.is_scored for s in stages)
-    explicit = lights_off is not None and lights_on is not None
-    lights_off = 0 if lights_off is None else lights_off
-    lights_on = len(stages) if lights_on is None else lights_on
-    statistics = (sleep_statistics(stages, lights_off=lights_off, lights_on=lights_on,
-                                   epoch_s=hyp.epoch_s)
-                  if stages and (has_scored or explicit) else None)
+    statistics = night_statistics(study, lights_off=lights_off, lights_on=lights_on)
     model = ai_stages = result = problem = None
     accepted = 0
     ai = ai_suggested_stages(study)

@@ -86,8 +86,19 @@ class SleepStatistics:
         return self.unscored_epochs > 0
 
     def rows(self, start: datetime | None = None) -> list[Row]:
-        """``(label, value, unit)`` for a report table. ``start``: the recording's start, to
-        show lights off / on as clock times (else as epoch numbers, counted from 1)."""
+        """The statistics as a table's rows.
+
+        Parameters
+        ----------
+        start : datetime, optional
+            The recording's start, to show lights off / on as clock times (else as epoch
+            numbers, counted from 1).
+
+        Returns
+        -------
+        list of (str, value, str)
+            ``(label, value, unit)`` in report order.
+        """
         def moment(epoch: int) -> tuple[str, str]:
             if start is None:
                 return f"epoch {epoch + 1}", ""
@@ -130,7 +141,18 @@ class SleepStatistics:
 
 
 def format_value(value: object) -> str:
-    """How a statistic is printed: minutes and percentages with one decimal, '—' if undefined."""
+    """How a statistic is printed.
+
+    Parameters
+    ----------
+    value : float, int, str or None
+        A statistic's value.
+
+    Returns
+    -------
+    str
+        Minutes and percentages with one decimal, '—' if undefined.
+    """
     if value is None:
         return "—"
     if isinstance(value, float):
