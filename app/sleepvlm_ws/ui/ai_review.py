@@ -346,7 +346,7 @@ class AIReview(QObject):
         if review is None:
             return None
         try:
-            suggestion = review._required(None)
+            suggestion = review.required()
             found = self.window.waveform.evidence.findings(suggestion.epoch)
             contradicted = review.contradicted(suggestion, found.evidence) if found else []
             if not contradicted:
@@ -360,11 +360,16 @@ class AIReview(QObject):
         what = "; ".join(f"{c.rule_id}: {c.reason}" for c in contradicted)
         note = f"accepted although the signal contradicts {what}"
 
+        asked = self.suggestion_review
+
         def take(extra: str | None = None) -> Decision | None:
+            review = self.suggestion_review
+            if review is None or review is not asked:
+                return None                    # the study closed while the question was open
             try:
-                return self.suggestion_review.accept(
+                return review.accept(
                     suggestion.epoch, note=note if not extra else f"{note}. Why: {extra.strip()}")
-            except (InputError, ValueError, AttributeError) as error:
+            except (InputError, ValueError) as error:
                 self._say(str(error))
                 return None
 

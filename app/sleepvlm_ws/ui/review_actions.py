@@ -142,17 +142,23 @@ class ReviewActions(QObject):
         session = self.session
         return "" if session is None else status_text(self.queue, session.stages())
 
-    def go_flagged(self, direction: int) -> int | None:
-        """Move to the next (+1) or previous (-1) flagged epoch; None when there is none."""
-        session = self.session
-        if session is None:
-            return None
+    def _has_flags(self) -> bool:
+        """The queue is current and flags something; else the status bar says why not."""
         if self.queue is None or self._timer.isActive():
             self.rebuild()
         if self.queue is None or not self.queue.flagged:
             self._say("No flagged epochs: run the model (and the second opinion) first"
                       if self.queue is None or not self.queue.suggestions
                       else "No flagged epochs")
+            return False
+        return True
+
+    def go_flagged(self, direction: int) -> int | None:
+        """Move to the next (+1) or previous (-1) flagged epoch; None when there is none."""
+        session = self.session
+        if session is None:
+            return None
+        if not self._has_flags():
             return None
         find = self.queue.next_after if direction > 0 else self.queue.previous_before
         target = find(session.epoch)
@@ -177,12 +183,7 @@ class ReviewActions(QObject):
         session = self.session
         if session is None:
             return None
-        if self.queue is None or self._timer.isActive():
-            self.rebuild()
-        if self.queue is None or not self.queue.flagged:
-            self._say("No flagged epochs: run the model (and the second opinion) first"
-                      if self.queue is None or not self.queue.suggestions
-                      else "No flagged epochs")
+        if not self._has_flags():
             return None
         target = find(self.queue, session.stages())
         if target is None:

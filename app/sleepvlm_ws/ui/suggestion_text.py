@@ -10,7 +10,7 @@ import re
 from ..core.base.probabilities import format_percent
 from ..core.base.rules import Rule
 from ..core.base.stages import SLEEP_STAGES
-from ..core.review.suggested_stage import source_text
+from ..core.review.suggested_stage import source_text, stager_name
 from ..core.study.decision import AI_ACCEPTED, AI_OVERRIDDEN, IMPORTED
 from ..core.study.suggestions import RATIONALE_DISAGREES, Suggestion
 from ..core.trust.evidence.rules_check import CONTRADICTED, NOT_MEASURABLE, SUPPORTED, RuleCheck
@@ -118,10 +118,9 @@ def opinion_text(opinion) -> str:
     str
         ``Second opinion (YASA 0.8.1): N2 · 80 %``.
     """
-    name, _, _classifier = str(opinion.method).partition("/")
-    who = f"YASA {name.removeprefix('yasa-')}" if name.startswith("yasa-") else str(opinion.method)
     p = dict(opinion.probabilities).get(opinion.stage)
-    return f"Second opinion ({who}): {opinion.stage.label} \u00b7 {format_percent(p)}"
+    return (f"Second opinion ({stager_name(opinion.method)}): {opinion.stage.label} "
+            f"\u00b7 {format_percent(p)}")
 
 
 def decision_text(decision) -> str:

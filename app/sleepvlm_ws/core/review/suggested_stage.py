@@ -25,7 +25,7 @@ from typing import Mapping
 from ..base.stage_source import DEFAULT_SOURCE, MODEL, SOURCE_TEXT, SOURCES, STAGER, check_source
 from ..study.suggestions import Suggestion
 
-__all__ = ["STAGER", "MODEL", "SOURCES", "DEFAULT_SOURCE", "SOURCE_TEXT", "check_source", "lead",
+__all__ = ["STAGER", "MODEL", "SOURCES", "DEFAULT_SOURCE", "SOURCE_TEXT", "check_source", "lead", "stager_name",
            "lead_all", "source_text"]
 
 
@@ -104,5 +104,22 @@ def source_text(suggestion: Suggestion) -> str:
     name, _, classifier = method.partition("/")
     if name.startswith("yasa-"):
         leads = classifier.removeprefix("clf_").replace("+", " + ").upper() or "EEG"
-        return f"YASA {name.removeprefix('yasa-')} ({leads}), trained on real nights"
+        return f"{stager_name(method)} ({leads}), trained on real nights"
     return method
+
+
+def stager_name(method: str) -> str:
+    """A stager's method as a technologist names it.
+
+    Parameters
+    ----------
+    method : str
+        As a second-opinion run stores it, e.g. ``yasa-0.8.1/clf_eeg+eog``.
+
+    Returns
+    -------
+    str
+        ``YASA 0.8.1``; any other method as stored.
+    """
+    name = str(method).partition("/")[0]
+    return f"YASA {name.removeprefix('yasa-')}" if name.startswith("yasa-") else str(method)

@@ -358,6 +358,22 @@ class SuggestionReview:
         return self.session.accept_unflagged(self.queue)
 
     # -- the technologist's answer -------------------------------------------------------
+    def required(self, epoch: int | None = None, what: str = "") -> Suggestion:
+        """The suggestion offered for an epoch, which must exist.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Default: the epoch on screen.
+        what : str
+            The start of the NoSuggestion message when there is none.
+
+        Returns
+        -------
+        Suggestion
+        """
+        return self._required(epoch, what)
+
     def _required(self, epoch: int | None, what: str = "") -> Suggestion:
         suggestion = self.suggestion(epoch)
         if suggestion is None:
@@ -383,7 +399,8 @@ class SuggestionReview:
         """
         if suggestion.led and suggestion.stage is not suggestion.model_reading:
             return []
-        return [c for c in self.checks(suggestion, evidence)[0] if c.verdict == CONTRADICTED]
+        rules = check_suggestion(suggestion, evidence, self.neighbours(suggestion.epoch))
+        return [c for c in rules if c.verdict == CONTRADICTED]
 
     def accept(self, epoch: int | None = None, *, note: str | None = None) -> Decision:
         """Take the offered stage (source ai_accepted, audited with the suggestion), then move
