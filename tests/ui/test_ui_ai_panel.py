@@ -562,3 +562,36 @@ def test_run_gui_with_a_model_and_the_cli_option(qtbot, night, tiny_pack, tmp_pa
     assert run_gui(str(night), scorer="dave", exit_after=30, model=str(missing)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-pack" in err[0]
+
+
+def test_explain_preempts_the_running_pass_and_the_progress_names_the_pass(qtbot, night, tiny_pack,
+                                                                           errors):
+    """Issue 14 item 13 and 15: E during Score night is answered before the pass goes on (the
+    run gives way to it), and the time left says which pass it is about."""
+    save_settings(ModelSettings(threads=1, rationale_tokens=16, rationale_whole_night=True))
+    window = open_window(qtbot, night)
+    load_model(qtbot, window, tiny_pack)
+    controller = window.ai.controller
+    labels: list[str] = []
+    summaries: list = []
+    controller.progress.connect(lambda *_: labels.append(window.ai.eta_label.text()))
+    controller.finished.connect(summaries.append)
+    with qtbot.waitSignal(controller.progress, timeout=RUN_MS,
+                          check_params_cb=lambda done, total, eta: done >= 1):
+        window.menu_actions["score_night"].trigger()
+    target = N_EPOCHS - 1
+    window.go_to(target)
+    with qtbot.waitSignal(controller.explained, timeout=RUN_MS) as blocker:
+        key(qtbot, window, Qt.Key.Key_E)
+    assert blocker.args == [target, ""]
+    assert len(stored(window)) < N_EPOCHS and stored(window, RATIONALE) == [target]
+    assert window.ai_panel.rationale.toPlainText() != ""
+    qtbot.waitUntil(lambda: bool(summaries), timeout=RUN_MS)
+    summary = summaries[0]
+    assert summary.outcome == "completed" and summary.gave_way == 1
+    assert stored(window) == stored(window, RATIONALE) == list(range(N_EPOCHS))
+    assert any(text.startswith("stage pass: ") for text in labels)
+    assert any(text.startswith("rationale pass: ") for text in labels)
+    assert labels.index(next(t for t in labels if t.startswith("rationale pass"))) > labels.index(
+        next(t for t in labels if t.startswith("stage pass")))
+    assert errors == []

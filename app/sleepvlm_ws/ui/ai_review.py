@@ -57,6 +57,7 @@ class AIReview(QObject):
         c.model_loaded.connect(self._on_model_loaded)
         c.model_failed.connect(self._on_model_failed)
         c.progress.connect(self._on_progress)
+        c.pass_started.connect(self.run_progress.set_pass)
         c.held.connect(self._on_held)
         c.suggestion_ready.connect(self._on_suggestion_ready)
         c.explained.connect(self._on_explained)

@@ -10,9 +10,12 @@ and rule vocabulary), but the model is a ``RemotePool`` of those servers: loadin
 its model list, so an unreachable server fails the load with one line, and a night run keeps
 ``server_parallel`` requests in flight.
 
-Explain requests go into a thread-safe queue. While a night run is going the queue is checked
-between epochs (in the run's progress callback), so the epoch on screen is explained before the
-rest of the night is scored; when the worker is idle a queued signal wakes it. Pause holds the
+Explain requests go into a thread-safe queue. While a night run is going the epoch on screen
+preempts it: the request sets ``interrupt``, the embedded model gives up the background request
+in progress (before its next token, or between the prompt's images), the run lets the worker
+answer the queue (``ScoringRun(on_interrupted=...)``) and asks for its epoch again. With a lab
+server (requests in flight cannot be called back) the queue is answered between answers. When
+the worker is idle a queued signal wakes it. Pause holds the
 run between epochs (explain requests are still answered while paused); Cancel stops it before
 the next epoch. Both are ``threading.Event`` s, set from the GUI thread.
 
@@ -77,6 +80,7 @@ class ModelWorker(QObject):
     model_loaded = Signal(str, str, str, str)   # model id, label, pack folder, renderer version
     model_failed = Signal(str)               # one line
     progress = Signal(int, int, object)      # epochs done, epochs to do, seconds left or None
+    pass_started = Signal(str)               # FAST or RATIONALE: the run's pass from now on
     suggestion_ready = Signal(int, str)      # epoch, study path
     explained = Signal(int, str, str)        # epoch, study path, problem ("" when answered)
     held = Signal(bool)                      # True while Pause holds the run
@@ -88,6 +92,7 @@ class ModelWorker(QObject):
         self.pause_event = threading.Event()
         self.cancel_event = threading.Event()
         self._wake = threading.Event()
+        self.interrupt = threading.Event()       # set: the run's request gives way to Explain
         self._requests: queue.Queue[_ExplainRequest] = queue.Queue()
         self.runtime = None
         self._recording: Recording | None = None
@@ -96,6 +101,7 @@ class ModelWorker(QObject):
     # -- called from the GUI thread (thread-safe) ----------------------------------------
     def request_explanation(self, target: RunTarget, epoch: int, max_tokens: int) -> None:
         self._requests.put(_ExplainRequest(target, int(epoch), int(max_tokens)))
+        self.interrupt.set()
         self._wake.set()
 
     def wake(self) -> None:
@@ -135,10 +141,15 @@ class ModelWorker(QObject):
             run = ScoringRun(recording, target.montage, target.study_path, runtime,
                              rationale="all" if whole else "none", actor=target.actor,
                              max_tokens={RATIONALE: settings.rationale_tokens},
-                             parallel=parallel, on_stored=on_stored)
+                             parallel=parallel, on_stored=on_stored,
+                             interrupt=self.interrupt, on_interrupted=self._serve_requests)
             self._run = run
+            passes = []
 
             def on_progress(done: int, total: int, eta_s: float | None) -> None:
+                if run.current_pass not in passes:
+                    passes.append(run.current_pass)
+                    self.pass_started.emit(run.current_pass)
                 self.progress.emit(done, total, eta_s)
                 self._serve_requests()
                 self._hold_while_paused()
@@ -196,6 +207,7 @@ class ModelWorker(QObject):
         self.held.emit(False)
 
     def _serve_requests(self) -> None:
+        self.interrupt.clear()          # what it was set for is answered now
         while True:
             try:
                 request = self._requests.get_nowait()
@@ -230,6 +242,7 @@ class ModelController(QObject):
     model_loaded = Signal(str)               # label
     model_failed = Signal(str)
     progress = Signal(int, int, object)
+    pass_started = Signal(str)
     suggestion_ready = Signal(int)
     explained = Signal(int, str)             # epoch, problem ("" when answered)
     held = Signal(bool)
@@ -342,6 +355,7 @@ class ModelController(QObject):
         worker.model_loaded.connect(self._on_model_loaded)
         worker.model_failed.connect(self._on_model_failed)
         worker.progress.connect(self.progress)
+        worker.pass_started.connect(self.pass_started)
         worker.suggestion_ready.connect(self._on_suggestion_ready)
         worker.explained.connect(self._on_explained)
         worker.held.connect(self._on_held)

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ..core.base.probabilities import format_percent
+from ..core.base.thread_priority import lower_this_thread
 from ..core.review.review_queue import ReviewQueue, status_text
 from ..core.trust import second_opinion
 from ..core.trust.evidence import measure_recording
@@ -39,6 +40,7 @@ class _SecondOpinionWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        lower_this_thread()         # minutes of CPU: the model answering Explain goes first
         try:
             result = second_opinion.compute(self.recording, self.montage)
             evidence = measure_recording(self.recording, self.montage)

@@ -3,7 +3,9 @@
 Shown while a run goes on, hidden otherwise. The time left is the median of the last
 estimates the run gave (``ScoringRun``'s moving average of recent epochs): answers that arrive
 in bursts from a lab server, or a machine busy with something else, swing one estimate, and the
-median settles where the run really is.
+median settles where the run really is. The label names the pass the run is in (the stages of
+the whole night first, then, when asked for, every epoch's rationale), so a slower second pass
+does not look like a run that slowed down.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from statistics import median
 from PySide6.QtWidgets import QLabel, QProgressBar, QToolButton
 
 ETA_MEDIAN_OF = 9            # estimates the shown ETA is the median of
+PASS_WORDS = {"fast": "stage pass", "rationale": "rationale pass"}
 
 
 def eta_text(seconds: float | None) -> str:
@@ -57,6 +60,7 @@ class RunProgress:
         self.pause_button = QToolButton()
         self.cancel_button = QToolButton()
         self.recent: deque = deque(maxlen=ETA_MEDIAN_OF)
+        self.pass_words = ""
         self.widgets = (self.bar, self.eta_label, self.pause_button, self.cancel_button)
 
     def install(self, status_bar, pause_action, cancel_action) -> None:
@@ -73,8 +77,15 @@ class RunProgress:
         self.bar.setValue(0)
         self.eta_label.setText("starting…")
         self.recent.clear()
+        self.pass_words = ""
         for widget in self.widgets:
             widget.show()
+
+    def set_pass(self, pass_name: str) -> None:
+        """The run went on to ``pass_name`` (FAST or RATIONALE): named beside the time left,
+        whose estimates start afresh (the passes go at different speeds)."""
+        self.pass_words = PASS_WORDS.get(pass_name, pass_name)
+        self.recent.clear()
 
     def update(self, done: int, total: int, eta_s, *, held: bool = False) -> None:
         """The run's progress: ``done`` of ``total`` epochs, its estimate of seconds left."""
@@ -83,7 +94,8 @@ class RunProgress:
         if eta_s is not None:
             self.recent.append(float(eta_s))
         if not held:
-            self.eta_label.setText(eta_text(settled_eta(self.recent)) if done < total else "finishing…")
+            text = eta_text(settled_eta(self.recent)) if done < total else "finishing…"
+            self.eta_label.setText(f"{self.pass_words}: {text}" if self.pass_words else text)
 
     def end(self) -> None:
         """The run ended: the widgets hide."""

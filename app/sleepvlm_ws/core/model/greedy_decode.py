@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import llama_cpp
 import numpy as np
@@ -359,18 +360,40 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 @dataclass
 class Decoded:
     tokens: list[int]
-    finish_reason: str          # "stop": end of generation; "length": max_tokens reached
+    finish_reason: str          # "stop": end of generation; "length": max_tokens reached;
+                                # "interrupted": ``stop()`` said so (the tokens are partial)
     stage: StageDistribution | None = None     # with a StageProbe: the stage probabilities
 
 
 def greedy_decode(llama, max_tokens: int, guide: GrammarGuide | None = None,
-                  probe: StageProbe | None = None) -> Decoded:
+                  probe: StageProbe | None = None,
+                  stop: Callable[[], bool] | None = None) -> Decoded:
     """Generate from the logits of the last evaluated token, greedily, under ``guide``.
 
     The KV cache and ``llama.n_tokens`` must hold the prompt. Each accepted token is evaluated
     with ``llama.eval``, except the last (as llama-cpp-python's own generator does). With a
     ``probe`` (and a guide) the stage probabilities are computed on the way; the tokens are the
-    same as without."""
+    same as without.
+
+    Parameters
+    ----------
+    llama : llama_cpp.Llama
+        The model, its KV cache holding the prompt.
+    max_tokens : int
+        New tokens at most.
+    guide : GrammarGuide, optional
+        The answer grammar (None: free text).
+    probe : StageProbe, optional
+        Computes the stage probabilities on the way (needs a guide).
+    stop : callable, optional
+        Asked before each token; when it returns True decoding ends at once with the finish
+        reason "interrupted" (the epoch on screen preempting a background request).
+
+    Returns
+    -------
+    Decoded
+        The tokens, why decoding ended, and the stage probabilities (with a probe).
+    """
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
     n_vocab = int(llama.n_vocab())
     if guide is not None:
@@ -385,6 +408,8 @@ def greedy_decode(llama, max_tokens: int, guide: GrammarGuide | None = None,
         return Decoded(tokens, reason, probe.result() if probe is not None else None)
 
     for step in range(max(0, int(max_tokens))):
+        if stop is not None and stop():
+            return done("interrupted")
         if step:
             llama.eval([tokens[-1]])
         pointer = llama_cpp.llama_get_logits_ith(llama.ctx, -1)

@@ -51,6 +51,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter, MTMDChatHandler
 
 from .greedy_decode import GrammarGuide, StageProbe, greedy_decode
 from .mtmd_prompt import EmbeddingCache, Piece, encode_image, tokenize_prompt
+from .request import RequestInterrupted
 
 __all__ = ["PromptKVChatHandler", "RequestStats"]
 
@@ -81,7 +82,12 @@ class PromptKVChatHandler(MTMDChatHandler):
     ``stage_rules`` (``stage_confidence.stage_rule_table`` of the pack's rule vocabulary; None:
     off) turns on the stage probabilities of greedy answers under a grammar
     (``greedy_decode.StageProbe``); each call leaves them in ``last_stage`` (None when off, when
-    the answer decided no stage, or for non-greedy sampling)."""
+    the answer decided no stage, or for non-greedy sampling).
+
+    ``interrupt`` (a ``threading.Event``; None: never) is looked at between the prompt's chunks,
+    between an image's encoding and its decoding, and before each generated token: once it is set the call raises ``RequestInterrupted``
+    (a background request giving way to the epoch on screen). The kept prefix stays valid, so
+    the request asked again later costs only what it had not yet reused."""
 
     def __init__(self, clip_model_path: str, *, keep_prefix: bool = True, image_cache_size: int = 6,
                  verbose: bool = False, use_gpu: bool = True):
@@ -97,6 +103,7 @@ class PromptKVChatHandler(MTMDChatHandler):
         self.stage_rules = None
         self.last_stage = None
         self._probe: StageProbe | None = None
+        self.interrupt = None                           # threading.Event, set by the runtime
 
     # ------------------------------------------------------------------ state
 
@@ -108,6 +115,15 @@ class PromptKVChatHandler(MTMDChatHandler):
             guide.close()
         self._guides.clear()
         self._probe = None
+
+    def interrupted(self) -> bool:
+        """Whether the request in progress is to give way (``interrupt`` is set).
+
+        Returns
+        -------
+        bool
+        """
+        return self.interrupt is not None and self.interrupt.is_set()
 
     def _kept_prefix_length(self, llama, tokens: list[int]) -> int:
         """``len(tokens)`` when exactly these tokens are still at positions 0.. of the KV cache
@@ -192,6 +208,8 @@ class PromptKVChatHandler(MTMDChatHandler):
         else:
             n_embd = int(llama_cpp.llama_model_n_embd_inp(llama.model))
             embedding = self._image_embedding(piece, n_embd)
+            if self.interrupted():      # the encoding is kept: asked again, it is reused
+                raise RequestInterrupted("the prompt was interrupted")
             with suppress_stdout_stderr(disable=self.verbose):
                 rc = mtmd.mtmd_helper_decode_image_chunk(
                     self.mtmd_ctx, llama.ctx, chunk,
@@ -237,6 +255,8 @@ class PromptKVChatHandler(MTMDChatHandler):
         ValueError
             When the prompt plus ``max_new_tokens`` exceeds the context, the prompt cannot be
             tokenised, or an image cannot be decoded or evaluated. The kept prefix is dropped.
+        RequestInterrupted
+            ``interrupt`` was set (looked at between chunks); the kept prefix stays.
         """
         self._init_mtmd_context(llama)
         stats = self.last_stats = RequestStats()
@@ -253,6 +273,8 @@ class PromptKVChatHandler(MTMDChatHandler):
             stats.prefix_reused = kept
             self._prefix = []                        # invalid until the first chunk is in
             for i, piece in enumerate(pieces):
+                if i and self.interrupted():
+                    raise RequestInterrupted("the prompt was interrupted")
                 if piece.kind == "text":
                     tokens = piece.tokens[kept:] if i == 0 else piece.tokens
                     llama.eval(tokens)
@@ -261,6 +283,8 @@ class PromptKVChatHandler(MTMDChatHandler):
                         self._prefix = list(piece.tokens)
                 else:
                     self._eval_image(llama, piece)
+        except RequestInterrupted:
+            raise                                    # the chunks before are whole: prefix kept
         except BaseException:
             self._prefix = []
             raise
@@ -318,7 +342,10 @@ class PromptKVChatHandler(MTMDChatHandler):
         self.last_stage = None
         if self._plain_greedy(kwargs):
             guide = self._guide(llama, kwargs.get("grammar"))
-            decoded = greedy_decode(llama, budget, guide, self._stage_probe(llama, guide))
+            decoded = greedy_decode(llama, budget, guide, self._stage_probe(llama, guide),
+                                    stop=self.interrupted)
+            if decoded.finish_reason == "interrupted":
+                raise RequestInterrupted("the answer was interrupted")
             content = llama.detokenize(decoded.tokens).decode("utf-8", errors="ignore")
             self.last_stage = decoded.stage
             if decoded.stage is not None:

@@ -47,7 +47,12 @@ EDGE_FLAG = "edge_epoch"
 
 __all__ = ["PRECEDING_LABEL", "TARGET_LABEL", "SUBSEQUENT_LABEL", "EDGE_FLAG", "EpochImages",
            "blank_epoch_png", "build_messages", "epoch_has_signal", "png_data_uri",
-           "request_images"]
+           "request_images", "RequestInterrupted"]
+
+
+class RequestInterrupted(Exception):
+    """A request given up half-way because something more urgent asked for the model (the
+    epoch on screen preempting the background pass). Nothing was answered; ask again."""
 
 
 @lru_cache(maxsize=1)

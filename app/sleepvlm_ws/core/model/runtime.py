@@ -165,8 +165,37 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------ inference
 
-    def suggest(self, images: EpochImages, *, rationale: bool, max_tokens: int | None = None) -> RuntimeAnswer:
-        """The model's answer for ``images.target`` (fast pass, or with ``rationale``)."""
+    # A request here can give way half-way (``suggest(interrupt=...)``): a background pass
+    # lets the epoch on screen go first.
+    interruptible = True
+
+    def suggest(self, images: EpochImages, *, rationale: bool, max_tokens: int | None = None,
+                interrupt: threading.Event | None = None) -> RuntimeAnswer:
+        """The model's answer for ``images.target``.
+
+        Parameters
+        ----------
+        images : EpochImages
+            The preceding, target and following epoch images.
+        rationale : bool
+            Ask for the reasoning too (the slow pass); else stage and rule IDs only.
+        max_tokens : int, optional
+            New-token budget (default 128 fast, 1024 with the rationale).
+        interrupt : threading.Event, optional
+            Looked at between the prompt's parts and before each new token: once set, the
+            request is given up (the epoch on screen preempting a background pass).
+
+        Returns
+        -------
+        RuntimeAnswer
+
+        Raises
+        ------
+        RequestInterrupted
+            ``interrupt`` was set before the answer was complete; nothing was answered.
+        ModelPackError
+            The model was closed, or could not answer (e.g. the request does not fit).
+        """
         if not isinstance(images, EpochImages):
             raise TypeError("suggest() needs EpochImages")
         budget = int(max_tokens or (RATIONALE_MAX_TOKENS if rationale else FAST_MAX_TOKENS))
@@ -175,6 +204,7 @@ class LocalRuntime:
             if self._llama is None:
                 raise ModelPackError(self.pack_dir, "the model was closed")
             t0 = time.perf_counter()
+            self._handler.interrupt = interrupt
             try:
                 response = self._llama.create_chat_completion(
                     messages=messages, temperature=TEMPERATURE, top_p=TOP_P, top_k=0, min_p=0.0,
@@ -182,6 +212,8 @@ class LocalRuntime:
                     grammar=self._grammar[not rationale] if self.use_grammar else None)
             except ValueError as exc:        # e.g. the request does not fit the context
                 raise ModelPackError(self.pack_dir, f"the model could not answer: {exc}") from None
+            finally:
+                self._handler.interrupt = None
             seconds = time.perf_counter() - t0
             stats = self._handler.last_stats
             confidence = self._handler.last_stage

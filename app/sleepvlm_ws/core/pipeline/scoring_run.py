@@ -19,19 +19,26 @@ still rendered, and answers still stored, in the run's own thread, as each answe
 Cancel, pause or a failed request lets the requests already sent finish and stores their
 answers first; Ctrl-C (or a failure in the run's own thread) stores the answers that have
 arrived and does not wait for the rest. A resumed run asks only for what is not stored.
+
+Preemption: with ``interrupt`` (a ``threading.Event``) and a runtime that can give a request
+up half-way (``LocalRuntime.interruptible``), setting the event makes the request in progress
+give way at once (between prompt chunks, or before its next token); the run clears the event,
+calls ``on_interrupted()`` (where the GUI's worker answers Explain for the epoch on screen) and
+then asks for the same epoch again. Requests in flight to a server are not interrupted: there
+``on_interrupted`` is called between answers, each of which arrives within one request's time.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ...errors import InputError
+from ..model.request import RequestInterrupted
 from ..review.session import open_study
 from ..signals.montage import Montage
 from ..signals.render import RENDERER_VERSION, check_renderer
@@ -39,16 +46,13 @@ from ..study.ai_runs import record_run_finished, record_run_started
 from ..study.study import Study
 from ..study.suggestions import FAST, RATIONALE, SuggestionKey, SuggestionStore
 from .epoch_images import IMAGE_CACHE_SIZE, EpochImageCache, read_epoch_window
+from .run_eta import ETA_WINDOW, RunEta
 
 __all__ = ["ScoringRun", "RunSummary", "study_montage", "EpochImageCache", "read_epoch_window",
            "RATIONALE_MODES"]
 
 RATIONALE_MODES = ("none", "all")
 ACTOR = "sleepvlm-ws"
-ETA_WINDOW = 16               # epochs in the moving average behind the ETA
-# Before the first rationale answer, a rationale is guessed to cost this many fast answers
-# (about 5.7x measured on the GPU: 1.36 s vs 0.24 s per request).
-RATIONALE_COST_GUESS = 5.0
 _PAUSE_POLL_S = 0.1
 
 ProgressCallback = Callable[[int, int, "float | None"], Any]
@@ -70,6 +74,8 @@ class RunSummary:
     epochs_done: int = 0           # epochs handled (scored or skipped) in this run
     epochs_total: int = 0          # epochs this run set out to handle
     images_rendered: int = 0       # epoch images drawn (each serves up to three requests)
+    interruptions: int = 0         # requests given up half-way for something more urgent
+    gave_way: int = 0              # times the run let something more urgent go first
 
     def per_epoch_s(self, pass_name: str = FAST) -> float | None:
         """Mean model seconds per scored epoch in ``pass_name`` (None if none was scored)."""
@@ -86,7 +92,9 @@ class RunSummary:
         return {"stored": dict(self.stored), "already_stored": dict(self.already_stored),
                 "skipped_no_signal": self.skipped_no_signal, "model_calls": self.model_calls,
                 "epochs_done": self.epochs_done, "epochs_total": self.epochs_total,
-                "images_rendered": self.images_rendered, "seconds": round(self.seconds, 3)}
+                "images_rendered": self.images_rendered, "interruptions": self.interruptions,
+                "gave_way": self.gave_way,
+                "seconds": round(self.seconds, 3)}
 
 
 def study_montage(recording, study_path: str | Path, scorer: str) -> Montage:
@@ -94,29 +102,6 @@ def study_montage(recording, study_path: str | Path, scorer: str) -> Montage:
     does not exist; one that belongs to another recording is refused (InputError, one line)."""
     with open_study(recording, study_path, scorer=scorer) as study:
         return study.montage
-
-
-class _Eta:
-    """Seconds left, from a moving average of recent epochs in each pass."""
-
-    def __init__(self, window: int = ETA_WINDOW):
-        # answers from N requests in flight arrive in bursts: average over at least 2N of them
-        self._recent = {FAST: deque(maxlen=window), RATIONALE: deque(maxlen=window)}
-
-    def add(self, pass_name: str, seconds: float) -> None:
-        self._recent[pass_name].append(seconds)
-
-    def estimate(self, left: dict[str, int]) -> float | None:
-        mean = {p: (sum(d) / len(d) if d else None) for p, d in self._recent.items()}
-        if mean[RATIONALE] is None and mean[FAST] is not None:
-            mean[RATIONALE] = mean[FAST] * RATIONALE_COST_GUESS
-        total = 0.0
-        for pass_name, n in left.items():
-            if n:
-                if mean[pass_name] is None:
-                    return None
-                total += n * mean[pass_name]
-        return total
 
 
 class ScoringRun:
@@ -135,13 +120,17 @@ class ScoringRun:
     runtime that says ``concurrent_requests = True`` (the embedded llama.cpp does not).
     ``on_stored(epoch, pass_name)``: called (in the run's thread) after each answer is stored,
     by ``run`` and by ``explain``: a view learns of new suggestions without asking the study.
+    ``interrupt`` and ``on_interrupted()``: preemption (see the module docstring); both or
+    neither.
     """
 
     def __init__(self, recording, montage: Montage, study_path: str | Path, runtime, *,
                  rationale: str = "none", epochs: Iterable[int] | None = None,
                  actor: str = ACTOR, image_cache_size: int = IMAGE_CACHE_SIZE,
                  max_tokens: dict[str, int] | None = None, parallel: int = 1,
-                 on_stored: Callable[[int, str], None] | None = None):
+                 on_stored: Callable[[int, str], None] | None = None,
+                 interrupt: threading.Event | None = None,
+                 on_interrupted: Callable[[], None] | None = None):
         if rationale not in RATIONALE_MODES:
             raise ValueError(f"rationale must be one of {', '.join(RATIONALE_MODES)}, "
                              f"not {rationale!r}")
@@ -164,10 +153,20 @@ class ScoringRun:
                              f"parallel must be 1")
         self.parallel = parallel
         self.on_stored = on_stored
+        if (interrupt is None) != (on_interrupted is None):
+            raise ValueError("interrupt and on_interrupted go together")
+        self.interrupt = interrupt
+        self.on_interrupted = on_interrupted
         # the pixels the pack was trained on (its manifest); answers are stored under them
         self.renderer_version = check_renderer(getattr(runtime, "renderer_version", RENDERER_VERSION))
         self.summary: RunSummary | None = None
         self._images: EpochImageCache | None = None
+        self._scorer: _PassScorer | None = None
+
+    @property
+    def current_pass(self) -> str | None:
+        """The pass being scored (FAST or RATIONALE); None before ``run``."""
+        return None if self._scorer is None else self._scorer.current_pass
 
     def run(self, progress: ProgressCallback | None = None,
             pause_event: threading.Event | None = None,
@@ -297,7 +296,7 @@ class ScoringRun:
         images = self._image_cache()
         pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="sleepvlm-request")
                 if self.parallel > 1 else None)
-        scorer = _PassScorer(self, store, n_epochs, summary, images, pool, progress)
+        scorer = self._scorer = _PassScorer(self, store, n_epochs, summary, images, pool, progress)
         try:
             scorer.run_all(todo, pause_event, cancel_event)
         except BaseException:
@@ -310,11 +309,13 @@ class ScoringRun:
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def _ask(self, request, pass_name: str):
+    def _ask(self, request, pass_name: str, interrupt: threading.Event | None = None):
+        options = {}
         if pass_name in self.max_tokens:
-            return self.runtime.suggest(request, rationale=pass_name == RATIONALE,
-                                        max_tokens=self.max_tokens[pass_name])
-        return self.runtime.suggest(request, rationale=pass_name == RATIONALE)
+            options["max_tokens"] = self.max_tokens[pass_name]
+        if interrupt is not None:
+            options["interrupt"] = interrupt
+        return self.runtime.suggest(request, rationale=pass_name == RATIONALE, **options)
 
 
 class _PassScorer:
@@ -324,7 +325,7 @@ class _PassScorer:
         self.run, self.store, self.n_epochs, self.summary = run, store, n_epochs, summary
         self.images, self.pool, self.progress = images, pool, progress
         self.renders_before = images.renders    # the cache outlives one run (explain, reruns)
-        self.eta = _Eta(max(ETA_WINDOW, 2 * run.parallel))
+        self.eta = RunEta(max(ETA_WINDOW, 2 * run.parallel))
         self.left: dict[str, int] = {}
         self.current_pass = FAST
         self.no_signal: set[int] = set()
@@ -360,7 +361,7 @@ class _PassScorer:
                 request = self.images.request_images(epoch, self.n_epochs)
                 summary.images_rendered = self.images.renders - self.renders_before
                 if self.pool is None:
-                    self.done(epoch, self.run._ask(request, pass_name))
+                    self.done(epoch, self.ask_inline(request, pass_name))
                     continue
                 self.inflight[self.pool.submit(self.run._ask, request, pass_name)] = epoch
                 if len(self.inflight) >= self.run.parallel:
@@ -368,6 +369,29 @@ class _PassScorer:
                     self.collect(finished)
             self.drain()
         summary.outcome = "completed"
+
+    def ask_inline(self, request, pass_name: str):
+        """Ask in this thread; a request interrupted for something more urgent gives way
+        (``on_interrupted``) and is asked again. The time given away is not scoring time."""
+        run = self.run
+        interrupt = run.interrupt if getattr(run.runtime, "interruptible", False) else None
+        while True:
+            if interrupt is not None and interrupt.is_set():
+                self.give_way()
+            try:
+                return run._ask(request, pass_name, interrupt)
+            except RequestInterrupted:
+                self.summary.interruptions += 1
+                self.give_way()
+
+    def give_way(self) -> None:
+        """Clear the interrupt and let ``on_interrupted`` run (Explain for the epoch on screen)."""
+        run = self.run
+        run.interrupt.clear()
+        self.summary.gave_way += 1
+        given = time.monotonic()
+        run.on_interrupted()
+        self.last_done += time.monotonic() - given
 
     def drain(self) -> None:
         """Wait for every request in flight and store its answer."""
