@@ -136,3 +136,74 @@ def test_montage_dialog_refuses_a_channel_referenced_to_itself(qtbot):
     assert not ok.isEnabled() and "C4-M1" in dialog.problem.text()
     dialog.set_role("C4-M1", "C4", "M1")
     assert ok.isEnabled() and dialog.problem.text() == ""
+
+
+@pytest.fixture
+def whole_night(qtbot):
+    """An 8-h night (960 epochs) in a 1,200-px plot, six epochs scored, the model's and the
+    second opinion's lines over all of it."""
+    view = HypnogramView()
+    qtbot.addWidget(view)
+    view.resize(1200, 220)
+    view.show()
+    qtbot.waitExposed(view)
+    cycle = [Stage.W] * 20 + [Stage.N2] * 80 + [Stage.N3] * 40 + [Stage.R] * 40
+    night = (cycle * 6)[:960]
+    stages = [Stage.UNSCORED] * 960
+    for epoch in SCORED:
+        stages[epoch] = Stage.N2
+    view.set_night(stages, START)
+    view.set_suggestions({e: night[e] for e in range(960)})
+    view.set_second_opinion({e: night[(e + 5) % 960] for e in range(960)})
+    view.set_current(600)
+    QApplication.processEvents()
+    return view
+
+
+SCORED = (3, 4, 5, 200, 201, 500)
+
+
+def _pixels_of(image, colour: str, centre: QPointF, half: int) -> int:
+    from PySide6.QtGui import QColor
+
+    want = QColor(colour).rgb() & 0xFFFFFF
+    x0, y0 = int(centre.x()), int(centre.y())
+    return sum(1 for x in range(x0 - half, x0 + half + 1) for y in range(y0 - half, y0 + half + 1)
+               if 0 <= x < image.width() and 0 <= y < image.height()
+               and image.pixel(x, y) & 0xFFFFFF == want)
+
+
+def test_the_technologists_epochs_are_legible_at_full_night_scale(qtbot, whole_night):
+    """Issue 14 item 14: at 8 h an epoch is about one pixel; each scored epoch gets a mark of
+    its stage's colour that one can see, drawn over the model's and YASA's lines."""
+    from sleepvlm_ws.ui.hypnogram_view import SCORED_MARK_PX, STAGE_COLOURS
+
+    view = whole_night
+    assert view.epoch_width_px() < 2
+    assert view.scored_marks_shown() == list(SCORED)
+    scored_z = view.stage_curves[Stage.N2].zValue()
+    assert scored_z > view.suggestion_line.zValue() and scored_z > view.opinion_line.zValue()
+    image = view.plot_widget.grab().toImage()
+    mark = view.plot_widget.mapFromScene(view.scene_pos_of_epoch(500, STAGE_LEVELS[Stage.N2]))
+    seen = _pixels_of(image, STAGE_COLOURS[Stage.N2], QPointF(mark), SCORED_MARK_PX)
+    assert seen >= (SCORED_MARK_PX - 2) ** 2      # a square, not a one-pixel dash
+    view.plot.setXRange(480 * EPOCH_SECONDS, 520 * EPOCH_SECONDS, padding=0)   # zoomed in: the
+    QApplication.processEvents()                                               # curves suffice
+    assert view.epoch_width_px() > 4 and view.scored_marks_shown() == []
+
+
+def test_the_wheel_zooms_about_the_cursor_so_the_epoch_on_screen_stays_in_view(qtbot, whole_night):
+    view = whole_night
+    viewport = view.plot_widget.viewport()
+    cursor_before = view.plot_widget.mapFromScene(view.scene_pos_of_epoch(600)).x()
+    point = view.plot_widget.mapFromScene(view.scene_pos_of_epoch(20))   # the mouse far left
+    for _ in range(8):
+        event = QWheelEvent(QPointF(point), QPointF(viewport.mapToGlobal(point)), QPoint(0, 0),
+                            QPoint(0, 120), Qt.MouseButton.NoButton,
+                            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(viewport, event)
+    low, high = view.viewbox.viewRange()[0]
+    assert (high - low) < 200 * EPOCH_SECONDS                   # zoomed in well past an hour
+    assert low < 600.5 * EPOCH_SECONDS < high                   # the cursor's epoch in view...
+    cursor_after = view.plot_widget.mapFromScene(view.scene_pos_of_epoch(600)).x()
+    assert abs(cursor_after - cursor_before) <= 2               # ...where it was on screen

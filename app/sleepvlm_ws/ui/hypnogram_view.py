@@ -9,6 +9,14 @@ the two lines parting. It is only a view: the technologist's stages are what get
 
 Epochs the review queue flags (``core.review.review_queue``) are marked by short ticks along the top
 edge: orange until the technologist has scored the epoch, grey after.
+
+The technologist's own scoring comes first: its curves lie above the model's and the second
+opinion's lines, and when the night is shown so wide that an epoch is narrower than
+``MIN_EPOCH_PX`` pixels (an 8-h night in a 1,000-px plot gives about one pixel an epoch), each
+scored epoch also gets a square mark of ``SCORED_MARK_PX`` in its stage's colour, so six scored
+epochs of 960 are six marks one can see and click, not six lost pixels. The wheel zooms the time
+axis about the cursor (the epoch being scored), as EDFbrowser's and Profusion's do, so zooming
+in never pushes the epoch on screen out of view; dragging still pans.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph import Point
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -32,14 +41,38 @@ STAGE_COLOURS = {Stage.W: "#F0B030", Stage.R: "#E03030", Stage.N1: "#90D8F8",
                  Stage.N2: "#3090E0", Stage.N3: "#2040B0", Stage.ARTEFACT: "#909090"}
 #: The suggestion layer: a dotted line this far above the suggested stage's level.
 SUGGESTION_OFFSET = 0.25
-SUGGESTION_COLOUR = "#D080FF"
+SUGGESTION_COLOUR = "#D080FFB0"        # translucent (pyqtgraph: #RRGGBBAA): the scoring reads over it
 #: The second opinion's track (YASA): a dashed line this far below its stage's level.
 OPINION_OFFSET = -0.25
-OPINION_COLOUR = "#40C0A0"
+OPINION_COLOUR = "#40C0A0B0"
 #: The flag track: ticks from FLAG_LOW to FLAG_HIGH (above the artefact row).
 FLAG_LOW, FLAG_HIGH = 6.2, 6.5
 FLAG_COLOUR, FLAG_REVIEWED_COLOUR = "#FF9020", "#707070"
 _TICKS = [(6.0, "A"), (5.0, "W"), (4.0, "R"), (3.0, "N1"), (2.0, "N2"), (1.0, "N3")]
+#: Narrower epochs than this (pixels) get a mark per scored epoch; the mark's size in pixels.
+MIN_EPOCH_PX = 4.0
+SCORED_MARK_PX = 9
+#: Drawing order: the technologist's scoring over the model's and the second opinion's lines.
+Z_OPINION, Z_SUGGESTION, Z_SCORED, Z_FLAGS, Z_CURSOR = 19, 20, 30, 45, 50
+
+
+class CursorZoomViewBox(pg.ViewBox):
+    """A ViewBox whose wheel zooms the time axis about ``cursor_x`` (seconds) when it is set,
+    about the mouse otherwise (pyqtgraph's own behaviour)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cursor_x: float | None = None
+
+    def wheelEvent(self, ev, axis=None):  # noqa: N802 (Qt API)
+        if self.cursor_x is None or not self.state["mouseEnabled"][0] or axis == 1:
+            super().wheelEvent(ev, axis)
+            return
+        scale = 1.02 ** (ev.delta() * self.state["wheelScaleFactor"])
+        self._resetTarget()
+        self.scaleBy([scale, None], Point(self.cursor_x, 0.0))
+        ev.accept()
+        self.sigRangeChangedManually.emit([True, False])
 
 
 class HypnogramView(QWidget):
@@ -50,7 +83,9 @@ class HypnogramView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.axis = ClockAxis(None)
-        self.plot_widget = pg.PlotWidget(axisItems={"bottom": self.axis}, background=BACKGROUND)
+        self.viewbox = CursorZoomViewBox()
+        self.plot_widget = pg.PlotWidget(viewBox=self.viewbox, axisItems={"bottom": self.axis},
+                                         background=BACKGROUND)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot_widget)
@@ -61,36 +96,44 @@ class HypnogramView(QWidget):
         self.plot.getAxis("left").setTicks([_TICKS])
         self.plot.getAxis("left").setWidth(30)
         self.plot.setYRange(0.5, 6.5, padding=0)
-        self.viewbox = self.plot.getViewBox()
         self.step_line = pg.PlotCurveItem(pen=pg.mkPen("#707070", width=1), connect="finite")
+        self.step_line.setZValue(Z_SCORED)
         self.plot.addItem(self.step_line)
         self.stage_curves: dict[Stage, pg.PlotCurveItem] = {}
         for stage, colour in STAGE_COLOURS.items():
             curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=5 if stage is Stage.R else 4),
                                      connect="pairs")
+            curve.setZValue(Z_SCORED)
             self.stage_curves[stage] = curve
             self.plot.addItem(curve)
+        self.scored_marks = pg.ScatterPlotItem(symbol="s", size=SCORED_MARK_PX,
+                                               pen=pg.mkPen(BACKGROUND, width=1), pxMode=True)
+        self.scored_marks.setZValue(Z_SCORED + 1)
+        self.plot.addItem(self.scored_marks)
+        self._brushes = {stage: pg.mkBrush(colour) for stage, colour in STAGE_COLOURS.items()}
         self.suggestion_line = pg.PlotCurveItem(
             pen=pg.mkPen(SUGGESTION_COLOUR, width=1.5, style=Qt.PenStyle.DotLine),
             connect="finite")
-        self.suggestion_line.setZValue(40)
+        self.suggestion_line.setZValue(Z_SUGGESTION)
         self.plot.addItem(self.suggestion_line)
         self.opinion_line = pg.PlotCurveItem(
             pen=pg.mkPen(OPINION_COLOUR, width=1.5, style=Qt.PenStyle.DashLine), connect="finite")
-        self.opinion_line.setZValue(39)
+        self.opinion_line.setZValue(Z_OPINION)
         self.plot.addItem(self.opinion_line)
         self.flag_ticks = pg.PlotCurveItem(pen=pg.mkPen(FLAG_COLOUR, width=2), connect="pairs")
         self.reviewed_ticks = pg.PlotCurveItem(pen=pg.mkPen(FLAG_REVIEWED_COLOUR, width=2),
                                                connect="pairs")
         for ticks in (self.reviewed_ticks, self.flag_ticks):
-            ticks.setZValue(45)
+            ticks.setZValue(Z_FLAGS)
             self.plot.addItem(ticks)
         self._flagged: list[int] = []
         self._reviewed: set[int] = set()
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#FFFFFF", width=2))
-        self.marker.setZValue(50)
+        self.marker.setZValue(Z_CURSOR)
         self.plot.addItem(self.marker, ignoreBounds=True)
         self.plot.scene().sigMouseClicked.connect(self._on_click)
+        self.viewbox.sigXRangeChanged.connect(lambda *_: self._redraw_marks())
+        self.viewbox.sigResized.connect(lambda *_: self._redraw_marks())
         self._stages: list[Stage] = []
         self._levels = np.zeros(0)
         self._step_x = np.zeros(0)
@@ -120,6 +163,7 @@ class HypnogramView(QWidget):
         self._redraw_step()
         for stage in self.stage_curves:
             self._redraw_stage(stage)
+        self._redraw_marks()
         self._suggested = [None] * n
         self._suggestion_y = np.full(2 * n, np.nan)
         self._redraw_suggestions()
@@ -135,6 +179,7 @@ class HypnogramView(QWidget):
     def clear_night(self) -> None:
         self.set_night([])
         self.current = None
+        self.viewbox.cursor_x = None
         self.marker.setVisible(False)
 
     def set_stage(self, epoch: int, stage: Stage) -> None:
@@ -148,6 +193,7 @@ class HypnogramView(QWidget):
         for changed in {old, stage}:
             if changed in self.stage_curves:
                 self._redraw_stage(changed)
+        self._redraw_marks()
 
     # -- the model's suggestions ---------------------------------------------------------
     def suggestions(self) -> list[Stage | None]:
@@ -232,11 +278,41 @@ class HypnogramView(QWidget):
         self.current = int(epoch)
         self.marker.setVisible(True)
         self.marker.setValue((self.current + 0.5) * EPOCH_SECONDS)
+        self.viewbox.cursor_x = (self.current + 0.5) * EPOCH_SECONDS
         low, high = self.viewbox.viewRange()[0]
         centre = (self.current + 0.5) * EPOCH_SECONDS
         if not low <= centre <= high:   # zoomed in and the epoch left the view: follow it
             half = (high - low) / 2
             self.plot.setXRange(centre - half, centre + half, padding=0)
+
+    def epoch_width_px(self) -> float:
+        """How wide one epoch is drawn now, in pixels.
+
+        Returns
+        -------
+        float
+        """
+        low, high = self.viewbox.viewRange()[0]
+        span = max(high - low, 1e-9)
+        return self.viewbox.width() * EPOCH_SECONDS / span
+
+    def scored_marks_shown(self) -> list[int]:
+        """The epochs that have a scored mark now (none when epochs are wide enough).
+
+        Returns
+        -------
+        list of int
+        """
+        x, _ = self.scored_marks.getData()
+        return [int(v // EPOCH_SECONDS) for v in (x if x is not None else [])]
+
+    def _redraw_marks(self) -> None:
+        if not self.n_epochs or self.epoch_width_px() >= MIN_EPOCH_PX:
+            self.scored_marks.setData([], [])
+            return
+        scored = np.flatnonzero(~np.isnan(self._levels))
+        self.scored_marks.setData(x=(scored + 0.5) * EPOCH_SECONDS, y=self._levels[scored],
+                                  brush=[self._brushes[self._stages[e]] for e in scored])
 
     def _redraw_step(self) -> None:
         self.step_line.setData(self._step_x, self._step_y)
