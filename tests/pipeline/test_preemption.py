@@ -92,7 +92,7 @@ def test_an_interrupted_request_gives_way_and_the_model_answers_the_same_afterwa
     counting = ClickAt()
     runtime.suggest(background, rationale=True, max_tokens=60, interrupt=counting)
     assert not counting.is_set() and counting.looks > 12    # looked at between chunks and tokens
-    for at in (1, 3, 6, 12):                  # before the prompt, among the images, mid-answer
+    for at in (1, 3, 6, 12):                  # after the first prompt chunk, among the images, mid-answer
         click = ClickAt(at)
         with pytest.raises(RequestInterrupted):
             runtime.suggest(background, rationale=True, max_tokens=60, interrupt=click)
@@ -146,3 +146,29 @@ def test_interrupt_and_its_callback_go_together(tmp_path, recording, runtime):
         ScoringRun(recording, montage, study, runtime, interrupt=threading.Event())
     with pytest.raises(ValueError, match="go together"):
         ScoringRun(recording, montage, study, runtime, on_interrupted=lambda: None)
+
+
+def test_the_rationale_pass_does_not_ask_again_what_explain_answered_meanwhile(tmp_path, recording, runtime):
+    montage = auto_montage([c.label for c in recording.channels])
+    study = _study(recording, tmp_path / "s.sleepvlm")
+    click = ClickAt()
+    order: list[tuple[int, str]] = []
+    passes_named: list[str] = []
+
+    def on_stored(epoch: int, pass_name: str) -> None:
+        order.append((epoch, pass_name))
+        if (epoch, pass_name) == (3, RATIONALE):
+            click.arm(3)              # Explain pressed for epoch 4 while the run asks for it
+
+    def progress(done, total, eta) -> None:
+        if run.current_pass not in passes_named:
+            passes_named.append(run.current_pass)
+
+    run = ScoringRun(recording, montage, study, runtime, rationale="all", max_tokens={RATIONALE: 40},
+                     on_stored=on_stored, interrupt=click, on_interrupted=lambda: run.explain(4))
+    summary = run.run(progress=progress)
+    n = recording.n_epochs
+    assert summary.outcome == "completed" and summary.interruptions == summary.gave_way == 1
+    assert order.count((4, RATIONALE)) == 1 and order[n + 4] == (4, RATIONALE)   # stored by Explain
+    assert summary.stored[RATIONALE] == n - 1 and summary.model_calls == 2 * n - 1  # not asked twice
+    assert passes_named == [FAST, RATIONALE]

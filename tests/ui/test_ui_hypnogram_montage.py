@@ -207,3 +207,21 @@ def test_the_wheel_zooms_about_the_cursor_so_the_epoch_on_screen_stays_in_view(q
     assert low < 600.5 * EPOCH_SECONDS < high                   # the cursor's epoch in view...
     cursor_after = view.plot_widget.mapFromScene(view.scene_pos_of_epoch(600)).x()
     assert abs(cursor_after - cursor_before) <= 2               # ...where it was on screen
+
+
+def test_the_wheel_zooms_about_the_mouse_when_the_cursor_is_panned_out_of_view(qtbot, whole_night):
+    view = whole_night
+    view.plot.setXRange(0, 300 * EPOCH_SECONDS, padding=0)     # the cursor (epoch 600) is not shown
+    QApplication.processEvents()
+    viewport = view.plot_widget.viewport()
+    point = view.plot_widget.mapFromScene(view.scene_pos_of_epoch(100))
+    under_mouse = view.viewbox.mapSceneToView(view.plot_widget.mapToScene(point)).x()
+    for _ in range(4):
+        event = QWheelEvent(QPointF(point), QPointF(viewport.mapToGlobal(point)), QPoint(0, 0),
+                            QPoint(0, 120), Qt.MouseButton.NoButton,
+                            Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(viewport, event)
+    low, high = view.viewbox.viewRange()[0]
+    assert high - low < 250 * EPOCH_SECONDS and high < 600 * EPOCH_SECONDS   # zoomed, not pulled to 600
+    after = view.viewbox.mapSceneToView(view.plot_widget.mapToScene(point)).x()
+    assert abs(after - under_mouse) < EPOCH_SECONDS              # the epoch under the mouse stayed

@@ -57,15 +57,18 @@ Z_OPINION, Z_SUGGESTION, Z_SCORED, Z_FLAGS, Z_CURSOR = 19, 20, 30, 45, 50
 
 
 class CursorZoomViewBox(pg.ViewBox):
-    """A ViewBox whose wheel zooms the time axis about ``cursor_x`` (seconds) when it is set,
-    about the mouse otherwise (pyqtgraph's own behaviour)."""
+    """A ViewBox whose wheel zooms the time axis about ``cursor_x`` (seconds) when it is set
+    and in view, about the mouse otherwise (pyqtgraph's own behaviour: one has panned away
+    from the cursor to look elsewhere)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.cursor_x: float | None = None
 
     def wheelEvent(self, ev, axis=None):  # noqa: N802 (Qt API)
-        if self.cursor_x is None or not self.state["mouseEnabled"][0] or axis == 1:
+        low, high = self.viewRange()[0]
+        if (self.cursor_x is None or not low <= self.cursor_x <= high
+                or not self.state["mouseEnabled"][0] or axis == 1):
             super().wheelEvent(ev, axis)
             return
         scale = 1.02 ** (ev.delta() * self.state["wheelScaleFactor"])

@@ -212,7 +212,10 @@ class ModelWorker(QObject):
             try:
                 request = self._requests.get_nowait()
             except queue.Empty:
-                return
+                self.interrupt.clear()      # set by a request answered above: nothing waits
+                if self._requests.empty():
+                    return
+                continue                    # one came between the two looks
             problem = self._explain(request)
             self.explained.emit(request.epoch, str(request.target.study_path), problem)
 

@@ -5,7 +5,8 @@ measurements, minutes of CPU) ran beside the model answering Explain for the epo
 and more than doubled that answer's time. A background thread lowers its own scheduling
 priority (its "nice" value) once, when it starts: the operating system then gives the model
 and the window the CPU first, and the background work everything left over. Threads the
-background thread starts afterwards (OpenMP pools of the libraries it calls) inherit it.
+background thread starts afterwards (OpenMP pools of the libraries it calls) inherit it;
+a pool some other thread created earlier keeps its normal priority.
 
 Linux schedules threads one by one, so only the calling thread is lowered. Elsewhere (macOS,
 Windows) the call does nothing and says so: lowering the whole process there would slow the

@@ -22,10 +22,12 @@ arrived and does not wait for the rest. A resumed run asks only for what is not 
 
 Preemption: with ``interrupt`` (a ``threading.Event``) and a runtime that can give a request
 up half-way (``LocalRuntime.interruptible``), setting the event makes the request in progress
-give way at once (between prompt chunks, or before its next token); the run clears the event,
-calls ``on_interrupted()`` (where the GUI's worker answers Explain for the epoch on screen) and
-then asks for the same epoch again. Requests in flight to a server are not interrupted: there
-``on_interrupted`` is called between answers, each of which arrives within one request's time.
+give way at once (between prompt chunks, between an image's encoding and its decoding, or
+before its next token on the plain greedy path); the run clears the event, calls
+``on_interrupted()`` (where the GUI's worker answers Explain for the epoch on screen) and then
+asks for the same epoch again, unless that answer was stored meanwhile. Requests in flight to
+a server are not interrupted: the run's ``interrupt`` applies to inline requests only, and the
+GUI's worker serves its queue from the progress callback, between answers.
 """
 
 from __future__ import annotations
@@ -335,10 +337,12 @@ class _PassScorer:
     def run_all(self, todo, pause_event, cancel_event) -> None:
         summary = self.summary
         self.left = {p: len(v) for p, v in todo.items()}
-        if self.progress is not None:
-            self.progress(0, summary.epochs_total, None)
-        for pass_name in self.run.passes:
+        for i, pass_name in enumerate(self.run.passes):
             self.current_pass = pass_name
+            if self.progress is not None and (i == 0 or todo[pass_name]):
+                # once at the start, and as a pass begins: the pass is named before its first answer
+                self.progress(summary.epochs_done, summary.epochs_total,
+                              None if i == 0 else self.eta.estimate(self.left))
             self.last_done = time.monotonic()
             for epoch in todo[pass_name]:
                 if self.inflight and ((pause_event is not None and pause_event.is_set())
@@ -361,7 +365,7 @@ class _PassScorer:
                 request = self.images.request_images(epoch, self.n_epochs)
                 summary.images_rendered = self.images.renders - self.renders_before
                 if self.pool is None:
-                    self.done(epoch, self.ask_inline(request, pass_name))
+                    self.done(epoch, self.ask_inline(request, pass_name, epoch))
                     continue
                 self.inflight[self.pool.submit(self.run._ask, request, pass_name)] = epoch
                 if len(self.inflight) >= self.run.parallel:
@@ -370,19 +374,26 @@ class _PassScorer:
             self.drain()
         summary.outcome = "completed"
 
-    def ask_inline(self, request, pass_name: str):
+    def ask_inline(self, request, pass_name: str, epoch: int):
         """Ask in this thread; a request interrupted for something more urgent gives way
-        (``on_interrupted``) and is asked again. The time given away is not scoring time."""
+        (``on_interrupted``) and is asked again, unless what ran meanwhile (Explain for this
+        very epoch) stored this pass's answer: then None, nothing asked twice. The time given
+        away is not scoring time."""
         run = self.run
         interrupt = run.interrupt if getattr(run.runtime, "interruptible", False) else None
+        gave_way = False
         while True:
             if interrupt is not None and interrupt.is_set():
                 self.give_way()
+                gave_way = True
+            if gave_way and self.store.get_pass(epoch, self.summary.key.for_pass(pass_name)):
+                return None
             try:
                 return run._ask(request, pass_name, interrupt)
             except RequestInterrupted:
                 self.summary.interruptions += 1
                 self.give_way()
+                gave_way = True
 
     def give_way(self) -> None:
         """Clear the interrupt and let ``on_interrupted`` run (Explain for the epoch on screen)."""
