@@ -12,6 +12,7 @@ from .evaluate import add_evaluate_command
 from .model_commands import cmd_model_convert, cmd_model_list, cmd_model_verify
 from .report import add_report_command
 from .score import cmd_score
+from .scorer_commands import add_scorers_command
 from .serve import add_serve_command
 from .study_commands import cmd_audit_verify, cmd_export, cmd_import, cmd_info, cmd_synth
 from .window import cmd_demo, cmd_open
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--deidentify", action="store_true", help="leave out patient and recording identifiers")
     s.set_defaults(func=cmd_export)
+    add_scorers_command(sub)
     add_report_command(sub)
     add_evaluate_command(sub)
     add_serve_command(sub)

@@ -29,6 +29,7 @@ from .montage_dialog import MontageDialog
 from .plot_items import clock_text
 from .recent import add_recent, load_recent
 from .review_actions import ReviewActions
+from .scorers_dialog import open_scorers
 from .statistics_dialog import open_statistics
 from .waveform_view import WaveformView
 
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.scorer = scorer
         self.session: ReviewSession | None = None
+        self.scorers_dialog = None
         self.montage_dialog: MontageDialog | None = None
         self.shortcuts_dialog: QDialog | None = None
         self.export_dialog: QFileDialog | None = None
@@ -152,6 +154,8 @@ class MainWindow(QMainWindow):
         self._action(study_menu, "undo", "&Undo", self.undo, [QKeySequence.StandardKey.Undo])
         self._action(study_menu, "agreement", "&Agreement with the AI…", lambda: open_agreement(self))
         self._action(study_menu, "statistics", "Sleep &statistics…", lambda: open_statistics(self))
+        self._action(study_menu, "scorers", "S&corers: agreement and consensus…",
+                     lambda: open_scorers(self))
 
         view = bar.addMenu("&View")
         self._action(view, "gain_up", "Larger waves (more sensitive)",
@@ -224,7 +228,7 @@ class MainWindow(QMainWindow):
             if name.startswith("score_") or name in ("previous", "next", "first", "last",
                                                      "undo", "montage", "export", "close",
                                                      "report", "report_deid", "agreement",
-                                                     "statistics"):
+                                                     "statistics", "scorers"):
                 action.setEnabled(has)
         self.ai.update_actions()
         self.review.update_actions()
@@ -293,6 +297,9 @@ class MainWindow(QMainWindow):
         session, self.session = self.session, None
         if session is None:
             return
+        if self.scorers_dialog is not None:      # it shows the study being closed
+            self.scorers_dialog.close()
+            self.scorers_dialog = None
         session.epoch_changed.disconnect(self._on_epoch_changed)
         session.stage_changed.disconnect(self._on_stage_changed)
         session.montage_changed.disconnect(self._on_montage_changed)

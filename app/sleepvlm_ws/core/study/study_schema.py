@@ -35,6 +35,12 @@ probability of the suggested stage) and ``p_w`` .. ``p_r`` (the five stage proba
 that returns no token probabilities, an answer with no stage. The columns are added with
 ``ALTER TABLE ... ADD COLUMN`` (old rows read NULL; nothing is rewritten, so the append-only
 triggers and the audit trail are untouched).
+
+Schema version 5 adds other scorers (``core.study.scorings``): ``scorers`` names each scoring
+held beside the study's own (imported from a file, or scored blind by a second technologist),
+``scorer_stages`` holds its stage per epoch, and ``adjudications`` the stage a person chose
+where the scorers' consensus was tied (the last one per epoch stands). All three are
+append-only; every import and adjudication is an audit event.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from typing import Callable
 
 from ...errors import StudyError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FORMAT_NAME = "sleepvlm-ws study"
 APPLICATION_ID = 0x534C5657  # "SLVW" in the SQLite header: marks the file as a study
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -175,12 +181,58 @@ def _add_stage_probabilities(conn: sqlite3.Connection) -> None:
                      f"CHECK ({column} IS NULL OR {column} BETWEEN 0 AND 1)")
 
 
+# Schema version 5: other scorers' hypnograms and the adjudication of their consensus's ties.
+SCORERS_V5 = f"""
+CREATE TABLE scorers (
+    name    TEXT PRIMARY KEY CHECK (name != ''),
+    kind    TEXT NOT NULL CHECK (kind IN ('imported', 'blind')),
+    source  TEXT NOT NULL,
+    sha256  TEXT,
+    actor   TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE scorer_stages (
+    scorer TEXT NOT NULL REFERENCES scorers(name),
+    epoch  INTEGER NOT NULL CHECK (epoch >= 0),
+    stage  TEXT NOT NULL CHECK (stage IN {_STAGE_CHECK}),
+    PRIMARY KEY (scorer, epoch)
+);
+CREATE TABLE adjudications (
+    id     INTEGER PRIMARY KEY,
+    epoch  INTEGER NOT NULL CHECK (epoch >= 0),
+    stage  TEXT NOT NULL CHECK (stage IN ('W','N1','N2','N3','R')),
+    tied   TEXT NOT NULL,
+    scorer TEXT NOT NULL,
+    time   TEXT NOT NULL,
+    note   TEXT
+);
+CREATE TRIGGER scorers_append_only_update BEFORE UPDATE ON scorers
+BEGIN SELECT RAISE(ABORT, 'scorers are append-only'); END;
+CREATE TRIGGER scorers_append_only_delete BEFORE DELETE ON scorers
+BEGIN SELECT RAISE(ABORT, 'scorers are append-only'); END;
+CREATE TRIGGER scorer_stages_append_only_update BEFORE UPDATE ON scorer_stages
+BEGIN SELECT RAISE(ABORT, 'scorer stages are append-only'); END;
+CREATE TRIGGER scorer_stages_append_only_delete BEFORE DELETE ON scorer_stages
+BEGIN SELECT RAISE(ABORT, 'scorer stages are append-only'); END;
+CREATE TRIGGER adjudications_append_only_update BEFORE UPDATE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'adjudications are append-only'); END;
+CREATE TRIGGER adjudications_append_only_delete BEFORE DELETE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'adjudications are append-only'); END;
+"""
+
+
+def _add_scorers(conn: sqlite3.Connection) -> None:
+    for statement in _statements(SCORERS_V5):
+        conn.execute(statement)
+
+
 # Migration steps: MIGRATIONS[v] upgrades a study from schema v to v + 1 inside the caller's
 # write transaction (the caller bumps meta.schema_version and audits the step). A new study
 # is built by the same steps, so a migrated file and a new one have the same schema.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_suggestions,
                                                                2: _add_second_opinions,
-                                                               3: _add_stage_probabilities}
+                                                               3: _add_stage_probabilities,
+                                                               4: _add_scorers}
 
 
 def create_schema(conn: sqlite3.Connection, version: int = SCHEMA_VERSION) -> None:

@@ -37,6 +37,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..base.stages import EPOCH_SECONDS, Stage
+from ..trust.consensus import consensus as trust_consensus
 from ..trust.sleep_statistics import sleep_statistics
 
 #: Stage order of the transition matrices.
@@ -199,43 +200,21 @@ def trim_wake(stages: Sequence[Stage], margin_min: float = WAKE_MARGIN_MIN, *,
 
 
 def consensus(scorings: Sequence[Sequence[Stage]]) -> list[Stage]:
-    """Per-epoch majority of several scorers' hypnograms (equal lengths).
+    """Per-epoch majority of several scorers' hypnograms (equal lengths), every tie broken by
+    the most reliable scorer (:func:`core.trust.consensus.consensus` with ``break_ties="ranked"``):
+    the architecture of a night needs a stage in every epoch.
 
-    Unscored / artefact labels do not vote; an epoch nobody scored is ``Stage.UNSCORED``. Ties
-    go to the tied stage chosen by the most reliable scorer, the one agreeing most often with
-    the others (mean pairwise epoch agreement over the night), then the next most reliable, in
-    the spirit of the scorer ranking of Guillot et al. 2020; a tie that none of them breaks
-    goes to the tied stage first in :data:`ORDER`.
+    Parameters
+    ----------
+    scorings : sequence of stage sequences
+        Each scorer's stages, all of one length.
+
+    Returns
+    -------
+    list of Stage
+        ``Stage.UNSCORED`` where no scorer gave a sleep stage.
     """
-    if not scorings:
-        raise ValueError("no scoring to build a consensus from")
-    n = len(scorings[0])
-    if any(len(s) != n for s in scorings):
-        raise ValueError("the scorings differ in length")
-    codes = np.array([[_INDEX.get(s, -1) for s in sc] for sc in scorings], dtype=np.int64)
-    k = len(scorings)
-    agree = np.zeros(k)
-    for i in range(k):
-        for j in range(k):
-            if i != j:
-                both = (codes[i] >= 0) & (codes[j] >= 0)
-                agree[i] += float(np.mean(codes[i][both] == codes[j][both])) if both.any() else 0.0
-    rank = list(np.argsort(-agree, kind="stable"))
-    out: list[Stage] = []
-    for e in range(n):
-        votes = np.bincount(codes[:, e][codes[:, e] >= 0], minlength=5)
-        if votes.sum() == 0:
-            out.append(Stage.UNSCORED)
-            continue
-        tied = set(np.flatnonzero(votes == votes.max()).tolist())
-        pick = min(tied)
-        if len(tied) > 1:
-            for r in rank:
-                if codes[r, e] in tied:
-                    pick = int(codes[r, e])
-                    break
-        out.append(ORDER[pick])
-    return out
+    return list(trust_consensus(scorings, break_ties="ranked").stages)
 
 
 #: Dreem Open Datasets JSON code -> stage (-1: not scored).
