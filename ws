@@ -27,6 +27,19 @@ need_debs() {
   fi
 }
 
+# On Linux x86-64, llama-cpp-python comes from the portable wheel the desktop bundle is built with
+# (packaging/linux/llama_wheel.sh: compiled once and cached), so a machine that runs the tests and
+# builds the bundle (CI) compiles llama.cpp once, not twice. Elsewhere, or if that build fails,
+# pip compiles it for this machine as the package's dependency.
+portable_llama() {
+  [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] || return 0
+  "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1 && return 0
+  local wheel
+  wheel="$(packaging/linux/llama_wheel.sh "$VENV/bin/python")" || return 0
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$wheel" 2>&1 \
+    | grep -v "^WARNING: Location" >&2 || true
+}
+
 setup() {  # $1: pip extras ("" or "test")
   local extras="$1" stamp
   if command -v dpkg >/dev/null; then
@@ -37,6 +50,7 @@ setup() {  # $1: pip extras ("" or "test")
   if [ ! -f "$stamp" ]; then
     echo "ws: installing the workstation into $VENV (first run only)" >&2
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    portable_llama
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 \
       | grep -v "^WARNING: Location" >&2 || true
     "$VENV/bin/python" -c "import sleepvlm_ws" || { echo "ws: installation failed" >&2; exit 1; }

@@ -41,8 +41,14 @@ def _ready(base: str, api_key: str) -> bool:
 
 @contextmanager
 def serving(manifest, *, alias: str, api_key: str, log_dir: Path,
-            threads: int = 1) -> Iterator[str]:
-    """Start the server for ``manifest`` (a verified pack), yield its base URL, stop it."""
+            threads: int = 1, logits_all: bool = False) -> Iterator[str]:
+    """Start the server for ``manifest`` (a verified pack), yield its base URL, stop it.
+
+    ``logits_all`` is llama-cpp-python's own setting, on by default there; off here unless a
+    test is about token probabilities. With it, the server computes the logits of every prompt
+    token (some 1,100 a request, each over the 152k-token vocabulary) and answers token
+    probabilities; without it, it evaluates as llama.cpp's own server does and refuses a request
+    for them (HTTP 500), which RemoteRuntime answers by asking once more without them."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(log_dir) / "server.log"
@@ -50,6 +56,7 @@ def serving(manifest, *, alias: str, api_key: str, log_dir: Path,
            "--model", str(manifest.lm_path), "--model_alias", alias,
            "--clip_model_path", str(manifest.mmproj_path), "--chat_format", "mtmd",
            "--n_ctx", str(manifest.context_size), "--n_threads", str(threads),
+           "--logits_all", str(bool(logits_all)),
            "--host", "127.0.0.1", "--port", str(port), "--api_key", api_key,
            "--verbose", "False"]
     with open(log_path, "wb") as log:

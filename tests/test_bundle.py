@@ -24,6 +24,7 @@ TARBALL = ROOT / "packaging" / "dist" / "SleepVLM-Workstation-linux-x86_64.tar.g
 
 @pytest.mark.skipif(os.environ.get("SLEEPVLM_WS_SKIP_BUNDLE") == "1",
                     reason="SLEEPVLM_WS_SKIP_BUNDLE=1 (a quick local loop)")
+@pytest.mark.timeout(60 * 60)     # its own subprocess limit is 50 minutes
 def test_the_linux_bundle_builds_and_passes_its_smoke_test():
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "QT_QPA"))}

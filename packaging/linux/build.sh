@@ -21,8 +21,6 @@ BUILD="$PKG/.build"
 DIST="$PKG/dist"
 APP="SleepVLM-Workstation"
 TARBALL="$DIST/$APP-linux-x86_64.tar.gz"
-LLAMA_VERSION="0.3.36"
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 PY="${PYTHON:-python3}"
 VENV="$BUILD/venv"
 VPY="$VENV/bin/python"
@@ -48,29 +46,8 @@ assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed"
 assert sysconfig.get_config_var("Py_ENABLE_SHARED"), "this Python has no shared libpython (PyInstaller needs one)"' \
   || die "unsuitable build interpreter: $PY"
 
-# -- 2. llama-cpp-python for portable CPUs (compiled once, then cached) ------------------------
-flags_id=$(printf '%s' "$LLAMA_VERSION $LLAMA_CMAKE_ARGS $("$VPY" -c 'import sys; print(sys.version)')" \
-  | sha256sum | cut -c1-12)
-WHEELS="$BUILD/wheels/$flags_id"
-wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
-if [ -z "$wheel" ]; then
-  say "compiling llama-cpp-python $LLAMA_VERSION for portable x86-64 (AVX2, no -march=native);"
-  say "this takes 3-5 minutes on 2 cores and is done once (cached in $WHEELS)"
-  mkdir -p "$WHEELS" "$BUILD/logs"
-  tmp="$WHEELS.part"; rm -rf "$tmp"; mkdir -p "$tmp"
-  t0=$(date +%s)
-  if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="${SLEEPVLM_WS_BUILD_JOBS:-$(nproc)}" \
-      "${PIP[@]}" wheel --no-deps --no-binary llama-cpp-python --no-cache-dir -w "$tmp" \
-      "llama-cpp-python==$LLAMA_VERSION" >"$BUILD/logs/llama-wheel.log" 2>&1; then
-    tail -20 "$BUILD/logs/llama-wheel.log" >&2
-    die "llama-cpp-python did not compile (log: $BUILD/logs/llama-wheel.log)"
-  fi
-  mv "$tmp"/llama_cpp_python-*.whl "$WHEELS/" && rm -rf "$tmp"
-  say "compile time: $(( $(date +%s) - t0 )) s"
-  wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
-else
-  say "llama-cpp-python: using the cached portable wheel $(basename "$wheel")"
-fi
+# -- 2. llama-cpp-python for portable CPUs (compiled once, then cached; ./ws uses the same wheel) --
+wheel=$("$HERE/llama_wheel.sh" "$VPY") || die "no portable llama-cpp-python wheel"
 
 # -- 3. PyInstaller, llama-cpp-python and the workstation (not editable) -----------------------
 quiet_pip() {   # pip install, its messages on stderr less the noise about absent local indexes

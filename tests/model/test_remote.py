@@ -9,7 +9,7 @@ import socket
 import threading
 
 import pytest
-from llama_cpp_server import ALIAS, API_KEY, free_port  # noqa: E402
+from llama_cpp_server import ALIAS, API_KEY, free_port, serving  # noqa: E402
 
 from sleepvlm_ws.core.base.stages import SLEEP_STAGES, Stage
 from sleepvlm_ws.core.model.model_pack import verify_pack
@@ -36,6 +36,10 @@ def night(tmp_path_factory):
 
 
 def _remote(server, manifest, **kwargs) -> RemoteRuntime:
+    # token probabilities are asked for only where a test is about them: llama-cpp-python's
+    # server finds them by sorting the vocabulary in Python for every token (most of an answer's
+    # time here), and for the tiny random model they give no probability anyway
+    kwargs.setdefault("logprobs", False)
     kwargs.setdefault("api_key", API_KEY)
     kwargs.setdefault("timeout", 120)
     return RemoteRuntime(server, system_prompt=manifest.system_prompt(),
@@ -73,21 +77,38 @@ def test_a_remote_answer_is_parsed_like_a_local_one(server, pack_manifest, night
     assert json.loads(got.raw) == json.loads(here.raw)
 
 
-def test_token_probabilities_are_asked_for_and_never_made_up(server, pack_manifest, night):
-    """llama-cpp-python's server (mtmd chat format) returns no logprobs: the answer has no
-    probability, and the request still asked for them (a server that gives them is read by
-    stage_confidence.distribution_from_logprobs, tested by hand in test_stage_confidence)."""
+def test_token_probabilities_are_asked_for_and_never_made_up(pack_manifest, night, tmp_path):
+    """llama-cpp-python's server with ``logits_all`` (mtmd chat format) returns the raw logits'
+    top tokens, and for the tiny random model they name no stage the grammar allows: the answer
+    has no probability, and the request still asked for them (a server whose top tokens name
+    the stages is read by stage_confidence.distribution_from_logprobs, tested by hand in
+    test_stage_confidence)."""
     images = _images(night)
-    remote = _remote(server, pack_manifest)
-    body = remote.request_body(images, rationale=False)
-    assert body["logprobs"] is True and body["top_logprobs"] == 20
-    got = remote.suggest(images, rationale=False)
+    with serving(pack_manifest, alias=ALIAS, api_key=API_KEY, log_dir=tmp_path, logits_all=True) as url:
+        remote = _remote(url, pack_manifest, logprobs=True)
+        body = remote.request_body(images, rationale=False)
+        assert body["logprobs"] is True and body["top_logprobs"] == 20
+        got = remote.suggest(images, rationale=False)
+        free = _remote(url, pack_manifest, grammar=False, logprobs=True)
+        assert "logprobs" not in free.request_body(images, rationale=False)
     assert got.answer.stage in SLEEP_STAGES
     assert got.confidence is None and got.stage_probability is None
     assert got.stage_probabilities is None
     assert remote.logprobs                  # not refused: it keeps asking
-    free = _remote(server, pack_manifest, grammar=False)
-    assert "logprobs" not in free.request_body(images, rationale=False)
+
+
+def test_a_server_that_refuses_probabilities_is_asked_again_without_them(server, pack_manifest, night):
+    """Without ``logits_all`` llama-cpp-python's server answers a request for token
+    probabilities with HTTP 500: the runtime asks once more without them, answers with no
+    probability, and stops asking that server (the next answer is the same greedy answer)."""
+    images = _images(night)
+    remote = _remote(server, pack_manifest, logprobs=True)
+    assert "logprobs" in remote.request_body(images, rationale=False)
+    got = remote.suggest(images, rationale=False)
+    assert got.answer.ok and got.answer.stage in SLEEP_STAGES and got.confidence is None
+    assert not remote.logprobs and "logprobs" not in remote.request_body(images, rationale=False)
+    again = remote.suggest(images, rationale=False)
+    assert again.raw == got.raw
 
 
 def test_edge_requests_are_flagged_and_the_schema_form_also_works(server, pack_manifest, night):

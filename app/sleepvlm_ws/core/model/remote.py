@@ -20,8 +20,11 @@ The model's confidence: with ``logprobs=True`` (default) the body asks for ``log
 the stage probabilities are read from them as the local runtime reads its logits
 (``stage_confidence.distribution_from_logprobs``: renormalised over the listed tokens the grammar
 allows; a branch not taken that leaves several stages open cannot be followed and is left
-unresolved). Where it does not (our lab server; llama-cpp-python's server with its ``mtmd``
-chat format answers ``"logprobs": null``), the probability is None: never made up. A server
+unresolved). Where it does not (our lab server), the probability is None: never made up.
+llama-cpp-python's server (0.3.36, ``mtmd`` chat format) gives the top tokens of the raw logits,
+before its grammar; where they name none of the stages the grammar allows (the tiny random test
+model), the probability is None too. It sorts the whole vocabulary in Python for every new token
+to find them, which costs a CPU server seconds per answer. A server
 that refuses the request because of them (HTTP 400/422/500/501) is asked once more without
 them, and this runtime stops asking. Only with the grammar: without it the answer is not the
 grammar's and its probabilities would not be the ones the local runtime gives.
