@@ -18,9 +18,11 @@ from sleepvlm_ws.core.base.stages import EPOCH_SECONDS, Stage
 from sleepvlm_ws.core.study.formats import export_hypnogram
 from sleepvlm_ws.core.study.scorings import CONSENSUS_ADJUDICATED, scorer_names
 from sleepvlm_ws.core.trust.agreement import agreement
+from sleepvlm_ws.core.trust.consensus import consensus
+from sleepvlm_ws.core.trust.inter_scorer import fleiss_kappa
 from sleepvlm_ws.core.trust.report import format_kappa
 from sleepvlm_ws.core.trust.study_consensus import study_consensus
-from sleepvlm_ws.ui.scorers_dialog import NEEDS_TWO
+from sleepvlm_ws.ui.scorers_dialog import NEEDS_TWO, REDRAW_MS
 
 W, N1, N2, N3, R = Stage.W, Stage.N1, Stage.N2, Stage.N3, Stage.R
 N_EPOCHS = 20
@@ -86,8 +88,14 @@ def test_scorers_dialog_tracks_agreement_jump_list_and_adjudication(qtbot, night
     names = ["study", "bob", "cho"]
     assert dialog.pairs.item(names.index("study"), names.index("bob")).text() == expected
     assert dialog.pairs.item(names.index("bob"), names.index("study")).text() == expected
-    assert "Fleiss' kappa" in dialog.summary.text() and "ties waiting for adjudication: 2" in \
-        dialog.summary.text()
+    fleiss = fleiss_kappa({"study": own, "bob": BOB, "cho": CHO})
+    assert fleiss.n_epochs == 6
+    assert f"Fleiss' kappa: <b>{format_kappa(fleiss.kappa)}</b> over 6 epochs" in dialog.summary.text()
+    assert "ties waiting for adjudication: 2" in dialog.summary.text()
+    # each against the consensus of the other two: bob against study + cho
+    others = consensus({"study": own, "cho": CHO})
+    assert dialog.pairs.item(names.index("bob"), 3).text() == format_kappa(
+        agreement(others.stages, BOB).kappa)
 
     start = window.session.recording.start
     first = dialog.differing.item(0).text()
@@ -129,6 +137,23 @@ def test_the_open_dialog_follows_the_scoring_and_closes_with_the_study(qtbot, ni
     window.go_to(7)
     qtbot.keyClick(window, Qt.Key.Key_3)                 # N3 where bob scored N2
     qtbot.waitUntil(lambda: dialog.differing_epochs() == [2, 4, 7], timeout=5000)
+    session = window.session
     window.close_session()
     assert not dialog.isVisible() and window.scorers_dialog is None
+    session.stage_changed.emit(0, W)         # the closed dialog no longer listens
+    qtbot.wait(REDRAW_MS + 200)
     assert errors == []
+
+
+def test_a_scorer_with_nothing_in_common_shows_a_dash_not_a_traceback(qtbot, night, tmp_path, errors):
+    """Two scorings that share no scored epoch (one scored the first minutes, the other the
+    rest) have no kappa: the table says so and the dialog still works."""
+    window = open_window(qtbot, night)
+    _score_own(qtbot, window)                                   # epochs 0-5
+    late = [Stage.UNSCORED] * 6 + [N2] * (N_EPOCHS - 6)        # epochs 6-19 only
+    window.menu_actions["scorers"].trigger()
+    dialog = window.scorers_dialog
+    assert dialog.import_file(_csv(tmp_path, "dan", late), "dan")
+    assert dialog.tracks.names == ["study", "dan", "consensus"]
+    assert dialog.pairs.item(0, 1).text() == "—" and dialog.pairs.item(1, 0).text() == "—"
+    assert dialog.differing_epochs() == [] and errors == []

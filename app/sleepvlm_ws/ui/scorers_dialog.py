@@ -63,6 +63,7 @@ class ScorerTracks(pg.GraphicsLayoutWidget):
         """Draw ``scorings`` (name -> stages) and the consensus, ties at ``unsettled``; the
         time axis in clock time from ``start`` (the recording's start, when known)."""
         self.clear()
+        self.tie_marks = None
         rows = list(scorings.items()) + [(CONSENSUS, list(consensus_stages))]
         self.names = [name for name, _ in rows]
         first = None
@@ -154,10 +155,14 @@ class ScorersDialog(QDialog):
         self._redraw.start()
 
     def _detach(self, *_):
+        """Closed: stop following the session and let the dialog go."""
         self._redraw.stop()
         if self._attached:
             self._attached = False
             self.session.stage_changed.disconnect(self._on_stage_changed)
+            if self.window_.scorers_dialog is self:
+                self.window_.scorers_dialog = None
+            self.deleteLater()
 
     # -- what is shown -------------------------------------------------------------------
     @property
@@ -168,6 +173,7 @@ class ScorersDialog(QDialog):
         """Recompute from the study and redraw everything."""
         study = self.study
         people = technologists(study)
+        keep = self._current_epoch()
         self.differing.clear()
         self.pairs.setRowCount(0)
         self.pairs.setColumnCount(0)
@@ -177,8 +183,15 @@ class ScorersDialog(QDialog):
             self.tracks.show_scorings(people, [], [])
             self._offer_tie()
             return
-        self.report = compare_study_scorers(study)
-        self.consensus = study_consensus(study)
+        try:
+            self.report = compare_study_scorers(study)
+            self.consensus = study_consensus(study)
+        except (InputError, ValueError) as error:     # one line, never a traceback
+            self.report = self.consensus = None
+            self.summary.setText(f"Cannot compare the scorers: {error}")
+            self.tracks.show_scorings(people, [], [])
+            self._offer_tie()
+            return
         c = self.consensus.consensus
         self.tracks.show_scorings(people, c.stages, c.unsettled, self.session.recording.start)
         f = self.report.fleiss
@@ -205,6 +218,8 @@ class ScorersDialog(QDialog):
             item = QListWidgetItem(f"{number} ({when}): {rest}{tie}")
             item.setData(Qt.ItemDataRole.UserRole, d.epoch)
             self.differing.addItem(item)
+        if keep is not None:
+            self._select(keep)
         self._offer_tie()
 
     def _fill_pairs(self, names: list[str]) -> None:
@@ -213,6 +228,10 @@ class ScorersDialog(QDialog):
         self.pairs.setColumnCount(len(columns))
         self.pairs.setHorizontalHeaderLabels(columns)
         self.pairs.setVerticalHeaderLabels(names)
+        for r in range(len(names)):              # "—": no epoch both scored (or no consensus)
+            for c in range(len(columns)):
+                if c != r:
+                    self.pairs.setItem(r, c, _cell("—"))
         for (a, b), ag in self.report.pairwise.items():
             for r, c in ((a, b), (b, a)):
                 self.pairs.setItem(names.index(r), columns.index(c), _cell(format_kappa(ag.kappa)))

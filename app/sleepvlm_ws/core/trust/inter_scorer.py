@@ -217,16 +217,24 @@ def compare_scorers(scorings: Mapping[str, Sequence[Stage | None]], *,
     ------
     ValueError
         With fewer than two scorers or scorings of different lengths.
-    NoCommonEpochsError
-        When some pair of scorers shares no scored epoch.
+
+    Notes
+    -----
+    A pair that shares no scored epoch has no entry in ``pairwise``, a scorer with none in
+    common with the consensus of the others none in ``versus_others``, and Fleiss' kappa is
+    None when no epoch was scored by all.
     """
     names = list(scorings)
     if len(names) < 2:
         raise ValueError("comparing scorers needs at least two scorings")
     stage_codes(list(scorings.values()))                   # one length, or a clear error
     panel = names if consensus_of is None else [n for n in names if n in set(consensus_of)]
-    pairwise: dict[tuple[str, str], Agreement] = {
-        (a, b): agreement(scorings[a], scorings[b]) for a, b in combinations(names, 2)}
+    pairwise: dict[tuple[str, str], Agreement] = {}
+    for a, b in combinations(names, 2):
+        try:
+            pairwise[(a, b)] = agreement(scorings[a], scorings[b])
+        except NoCommonEpochsError:      # e.g. one scored only the first hours, the other the rest
+            continue
     try:
         fleiss = fleiss_kappa({n: scorings[n] for n in panel}) if len(panel) >= 2 else None
     except NoCommonEpochsError:
