@@ -184,8 +184,8 @@ class ScorersDialog(QDialog):
             self._offer_tie()
             return
         try:
-            self.report = compare_study_scorers(study)
-            self.consensus = study_consensus(study)
+            self.report = compare_study_scorers(study, people=people)   # read once a redraw
+            self.consensus = study_consensus(study, people)
         except (InputError, ValueError) as error:     # one line, never a traceback
             self.report = self.consensus = None
             self.summary.setText(f"Cannot compare the scorers: {error}")

@@ -51,12 +51,14 @@ def technologists(study) -> dict[str, list[Stage]]:
     return out
 
 
-def study_consensus(study) -> StudyConsensus:
+def study_consensus(study, people: Mapping[str, Sequence[Stage]] | None = None) -> StudyConsensus:
     """The consensus of the study's technologists, its standing adjudications applied.
 
     Parameters
     ----------
     study : Study
+    people : mapping of name to stages, optional
+        ``technologists(study)`` when the caller already read it (not read again).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def study_consensus(study) -> StudyConsensus:
     ScorerError
         With fewer than two technologists' scorings to take a consensus of.
     """
-    scorings = technologists(study)
+    scorings = technologists(study) if people is None else dict(people)
     if len(scorings) < 2:
         raise ScorerError(study.path, "a consensus needs at least two scorings (import another "
                                       "scorer's hypnogram first)")
@@ -119,8 +121,8 @@ def adjudicate(study, epoch: int, stage: Stage, *, scorer: str, note: str | None
     return record_adjudication(study, epoch, stage, tied, scorer=scorer, note=note)
 
 
-def compare_study_scorers(study, extra: Mapping[str, Sequence[Stage | None]] | None = None
-                          ) -> InterScorerReport:
+def compare_study_scorers(study, extra: Mapping[str, Sequence[Stage | None]] | None = None,
+                          people: Mapping[str, Sequence[Stage]] | None = None) -> InterScorerReport:
     """Agreement among the study's technologists, with ``extra`` scorers (the AI, the second
     opinion) compared alongside.
 
@@ -129,6 +131,8 @@ def compare_study_scorers(study, extra: Mapping[str, Sequence[Stage | None]] | N
     study : Study
     extra : mapping of name to stages, optional
         Further scorings of the same epochs (None where one named no stage).
+    people : mapping of name to stages, optional
+        ``technologists(study)`` when the caller already read it (not read again).
 
     Returns
     -------
@@ -139,7 +143,7 @@ def compare_study_scorers(study, extra: Mapping[str, Sequence[Stage | None]] | N
     ValueError
         With fewer than two scorings in all.
     """
-    people = technologists(study)
+    people = technologists(study) if people is None else people
     scorings: dict[str, Sequence[Stage | None]] = dict(people)
     scorings.update(extra or {})
     return compare_scorers(scorings, consensus_of=list(people))
